@@ -1,0 +1,346 @@
+//! The process-wide wasmtime [`Engine`], configured in one place.
+//!
+//! Decisions (see `shared/design/ARCHITECTURE.md`):
+//! - **Pooling allocator** when the host can reserve the address space it needs (probed
+//!   with one `PROT_NONE` mapping, as `wasmtime serve` does), else on-demand with a log
+//!   line. Callers size the pool: `wharf run` needs a handful of slots, a server many.
+//! - **Copy-on-write memory images** (wasmtime's default, stated here so it stays on).
+//! - **Epoch interruption always on**, with one ticker thread per engine, so every
+//!   store can have a wall-clock deadline. The ticker holds only a weak reference and
+//!   stops when the engine is dropped.
+//! - **Fuel only on request** (`--fuel`): it changes the generated code, so it is part
+//!   of the artifact cache key through the engine's compatibility hash.
+//! - Memory tunables are fixed explicitly, identical for pooling and on-demand engines,
+//!   so an artifact compiled by one (for example in the bounded compile child, which
+//!   always uses on-demand) loads in the other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch ticker advances the engine's epoch. Deadlines are rounded up to
+/// whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Default maximum size of the wasm stack (wasmtime's default; deep recursion past it
+/// traps with "call stack exhausted").
+pub const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
+
+/// Which instance allocator to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorChoice {
+    /// Pooling when the host allows it, else on-demand.
+    #[default]
+    Auto,
+    /// Pooling, or fail.
+    Pooling,
+    /// On-demand (mmap per instance).
+    OnDemand,
+}
+
+/// Everything that shapes the engine. Serializable, because the bounded compile child
+/// rebuilds the same configuration from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EngineOptions {
+    /// The instance allocator.
+    pub allocator: AllocatorChoice,
+    /// Pool size: how many instances (and memories, tables, stacks) may be live at
+    /// once when pooling. Ignored on-demand.
+    pub pool_instances: u32,
+    /// Whether generated code counts fuel (needed by `--fuel`).
+    pub fuel: bool,
+    /// Maximum wasm stack in bytes.
+    pub max_wasm_stack: usize,
+    /// Per-memory maximum size in bytes that a pooled slot can hold.
+    pub pool_max_memory_size: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            allocator: AllocatorChoice::Auto,
+            pool_instances: 100,
+            fuel: false,
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            pool_max_memory_size: 4 << 30,
+        }
+    }
+}
+
+/// Which allocator an engine actually got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllocatorUsed {
+    /// The pooling allocator.
+    Pooling,
+    /// The on-demand allocator.
+    OnDemand,
+}
+
+/// A configured engine plus its epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct WharfEngine {
+    engine: Engine,
+    options: EngineOptions,
+    allocator: AllocatorUsed,
+    compat: [u8; 32],
+    _ticker: Arc<EpochTicker>,
+}
+
+impl WharfEngine {
+    /// Builds the engine described by `options` and starts its epoch ticker.
+    pub fn new(options: &EngineOptions) -> Result<WharfEngine> {
+        let (engine, allocator) = build_engine(options)?;
+        let ticker = Arc::new(EpochTicker::start(&engine)?);
+        let compat = compatibility_key(&engine);
+        Ok(WharfEngine {
+            engine,
+            options: options.clone(),
+            allocator,
+            compat,
+            _ticker: ticker,
+        })
+    }
+
+    /// Builds the engine without a ticker and always on-demand: what the bounded compile
+    /// child uses. Artifacts it writes load in any engine built from the same options.
+    pub fn for_compiling(options: &EngineOptions) -> Result<Engine> {
+        let mut opts = options.clone();
+        opts.allocator = AllocatorChoice::OnDemand;
+        Ok(build_engine(&opts)?.0)
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The options it was built from.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The allocator it got.
+    pub fn allocator(&self) -> AllocatorUsed {
+        self.allocator
+    }
+
+    /// The engine's artifact compatibility key (see [`compatibility_key`]).
+    pub fn compat_key(&self) -> &[u8; 32] {
+        &self.compat
+    }
+
+    /// Whether generated code counts fuel.
+    pub fn fuel_enabled(&self) -> bool {
+        self.options.fuel
+    }
+
+    /// Converts a wall-clock deadline to epoch ticks (rounded up, at least one).
+    pub fn deadline_ticks(timeout: Duration) -> u64 {
+        let tick = EPOCH_TICK.as_nanos().max(1);
+        let ticks = timeout.as_nanos().div_ceil(tick);
+        u64::try_from(ticks)
+            .unwrap_or(u64::MAX / 2)
+            .clamp(1, u64::MAX / 2)
+    }
+}
+
+/// The compatibility key of an engine: a sha256 over wasmtime's
+/// `precompile_compatibility_hash` (compiler, target, tunables, features) plus the
+/// wasmtime version. Two engines with the same key can share artifacts.
+pub fn compatibility_key(engine: &Engine) -> [u8; 32] {
+    use sha2::Digest;
+    use std::hash::Hash;
+    struct ShaHasher(sha2::Sha256);
+    impl std::hash::Hasher for ShaHasher {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = ShaHasher(sha2::Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(b"wasmtime-48");
+    h.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.0.finalize().into()
+}
+
+fn base_config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .consume_fuel(options.fuel)
+        .memory_init_cow(true)
+        .max_wasm_stack(options.max_wasm_stack)
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20))
+        .wasm_component_model(true)
+        // Fixed explicitly so that pooling and on-demand engines agree (see module docs).
+        .memory_reservation(4 << 30)
+        .memory_guard_size(32 << 20)
+        .memory_reservation_for_growth(0);
+    config
+}
+
+fn build_engine(options: &EngineOptions) -> Result<(Engine, AllocatorUsed)> {
+    let want_pooling = match options.allocator {
+        AllocatorChoice::OnDemand => false,
+        AllocatorChoice::Pooling => true,
+        AllocatorChoice::Auto => {
+            let ok = pooling_supported(options);
+            if !ok {
+                tracing::info!(
+                    "pooling allocator unavailable (cannot reserve the address space it \
+                     needs); using the on-demand allocator"
+                );
+            }
+            ok
+        }
+    };
+    let mut config = base_config(options);
+    if want_pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(options)));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, AllocatorUsed::Pooling)),
+            Err(err) if options.allocator == AllocatorChoice::Auto => {
+                tracing::info!("pooling allocator failed ({err:#}); using on-demand");
+            }
+            Err(err) => {
+                return Err(anyhow::Error::from(err).context("building a pooling engine"));
+            }
+        }
+        config = base_config(options);
+    }
+    config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    let engine = Engine::new(&config)
+        .map_err(|e| anyhow::Error::from(e).context("building the wasmtime engine"))?;
+    Ok((engine, AllocatorUsed::OnDemand))
+}
+
+fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
+    let n = options.pool_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A component instance may hold several core instances, memories and tables; allow
+    // a few of each per instance slot.
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(4))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(options.pool_max_memory_size).unwrap_or(usize::MAX))
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .max_core_instances_per_component(32)
+        .table_elements(100_000)
+        .max_unused_warm_slots(n.min(100));
+    pool
+}
+
+/// Whether the host can reserve the address space a pool of this size needs: each
+/// memory slot reserves `memory_reservation + guard`. Probed with one `PROT_NONE`
+/// mapping that is released at once.
+fn pooling_supported(options: &EngineOptions) -> bool {
+    let slots = u64::from(options.pool_instances.max(1)) * 2;
+    let per_slot: u64 = (4 << 30) + (32 << 20);
+    let Some(total) = slots.checked_mul(per_slot) else {
+        return false;
+    };
+    let Ok(len) = usize::try_from(total) else {
+        return false;
+    };
+    // SAFETY: a fresh anonymous PROT_NONE mapping at an address of the kernel's
+    // choosing touches no existing memory; it is unmapped right away.
+    unsafe {
+        use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+        match mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        ) {
+            Ok(ptr) => {
+                let _ = munmap(ptr, len);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// One thread per engine that increments its epoch every [`EPOCH_TICK`].
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Result<EpochTicker> {
+        let weak = engine.weak();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::Builder::new()
+            .name("wharf-epoch".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .context("starting the epoch ticker thread")?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_and_on_demand_share_artifacts() {
+        let opts = EngineOptions {
+            allocator: AllocatorChoice::Pooling,
+            pool_instances: 2,
+            ..EngineOptions::default()
+        };
+        let pooled = match build_engine(&opts) {
+            Ok((e, AllocatorUsed::Pooling)) => e,
+            // Hosts without the address space cannot test this; the on-demand path is
+            // then the only one in use and the property holds trivially.
+            _ => return,
+        };
+        let on_demand = WharfEngine::for_compiling(&opts).expect("on-demand engine");
+        assert_eq!(compatibility_key(&pooled), compatibility_key(&on_demand));
+    }
+
+    #[test]
+    fn fuel_changes_the_key() {
+        let a = WharfEngine::for_compiling(&EngineOptions::default()).expect("engine");
+        let b = WharfEngine::for_compiling(&EngineOptions {
+            fuel: true,
+            ..EngineOptions::default()
+        })
+        .expect("engine");
+        assert_ne!(compatibility_key(&a), compatibility_key(&b));
+    }
+
+    #[test]
+    fn deadline_rounds_up() {
+        assert_eq!(WharfEngine::deadline_ticks(Duration::from_micros(1)), 1);
+        assert_eq!(WharfEngine::deadline_ticks(Duration::from_millis(250)), 250);
+        assert!(WharfEngine::deadline_ticks(Duration::MAX) <= u64::MAX / 2);
+    }
+}

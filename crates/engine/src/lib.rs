@@ -1,0 +1,37 @@
+//! Wharf's engine core: the one place that configures wasmtime for every Wharf command.
+//!
+//! What this crate owns:
+//! - [`config`]: the process-wide [`WharfEngine`] (pooling or on-demand allocation,
+//!   copy-on-write memory images, epoch interruption with one ticker thread, optional
+//!   fuel, stack limit) built from [`EngineOptions`];
+//! - [`limits`]: per-store limits ([`Limits`]) and the [`TotalMemoryLimiter`] that caps
+//!   the *total* of all linear memories in a store and records the peak;
+//! - [`artifact`]: ahead-of-time artifacts: the transparent on-disk cache keyed by
+//!   (input sha256, engine compatibility hash) and the signed `.cwasm` file format that
+//!   `wharf compile` writes, so that only artifacts Wharf wrote are ever deserialized;
+//! - [`compile`]: compiling untrusted bytes under a time and memory bound, in a child
+//!   process;
+//! - [`load`]: turning a file (`.wasm`, `.wat`, `.cwasm`) into a loaded [`Program`];
+//! - [`run`]: running WASI programs (wasip1 core modules, wasip2 `wasi:cli/command`
+//!   components) and invoking exports with WAVE values, with [`RunStats`];
+//! - [`error`]: the error taxonomy ([`WharfError`]) with one exit code per kind.
+
+pub mod artifact;
+pub mod compile;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod load;
+pub mod run;
+pub mod size;
+
+pub use config::{AllocatorChoice, EngineOptions, WharfEngine};
+pub use error::WharfError;
+pub use limits::{Limits, TotalMemoryLimiter};
+pub use load::{LoadMethod, LoadOptions, LoadedProgram, Program};
+pub use run::{DirGrant, Invocation, RunOptions, RunReport, RunStats};
+
+/// The wasmtime crates this engine is built on, re-exported so that every Wharf crate
+/// (and the benches) use the same versions.
+pub use wasmtime;
+pub use wasmtime_wasi;

@@ -1,0 +1,115 @@
+//! One module per subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use wharf_engine::artifact::{ArtifactCache, ArtifactKey};
+use wharf_engine::compile::Compiler;
+use wharf_engine::error::WharfError;
+use wharf_engine::load::LoadOptions;
+
+pub mod compile;
+pub mod run;
+pub mod worker;
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a WebAssembly program (a wasip1 module or a wasip2 component), or call one
+    /// of its exports with --invoke.
+    Run(run::RunCommand),
+    /// Precompile a .wasm or .wat file ahead of time into a .cwasm that `wharf run`
+    /// loads without compiling.
+    Compile(compile::CompileCommand),
+    #[command(name = "__compile-worker", hide = true)]
+    CompileWorker(worker::WorkerCommand),
+}
+
+impl Command {
+    /// Runs the subcommand and returns the process exit code.
+    pub fn execute(self) -> i32 {
+        match self {
+            Command::Run(c) => c.execute(),
+            Command::Compile(c) => c.execute(),
+            Command::CompileWorker(c) => c.execute(),
+        }
+    }
+}
+
+/// Flags shared by every command that compiles.
+#[derive(Args, Clone, Debug)]
+pub struct CompileArgs {
+    /// Where compiled artifacts are cached [default: $XDG_CACHE_HOME/wharf or
+    /// ~/.cache/wharf].
+    #[arg(long, value_name = "DIR", env = "WHARF_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time; neither read nor write the artifact cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Stop compiling after this long (compilation runs in a separate, bounded process).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub compile_timeout: Duration,
+    /// Memory bound of the compiling process.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub compile_max_memory: u64,
+    /// The key that signs and verifies .cwasm files written here [default:
+    /// $XDG_CONFIG_HOME/wharf/artifact.key or ~/.config/wharf/artifact.key].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WHARF_ARTIFACT_KEY",
+        hide_short_help = true
+    )]
+    pub artifact_key: Option<PathBuf>,
+}
+
+impl CompileArgs {
+    /// The load options these flags describe.
+    pub fn load_options(&self) -> Result<LoadOptions, WharfError> {
+        let cache = if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .clone()
+                .or_else(ArtifactCache::default_dir)
+                .map(ArtifactCache::new)
+        };
+        Ok(LoadOptions {
+            cache,
+            compiler: Compiler::bounded(self.compile_timeout, self.compile_max_memory)?,
+            key_path: self.key_path(),
+            progress: true,
+        })
+    }
+
+    /// The artifact key file.
+    pub fn key_path(&self) -> Option<PathBuf> {
+        self.artifact_key.clone().or_else(ArtifactKey::default_path)
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `10s` or `2m`"))
+}
+
+/// Parses a byte size such as `64MiB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    wharf_engine::size::parse_size(s)
+}
+
+/// Prints an error (with its whole cause chain) and returns its exit code.
+pub fn report_error(e: &WharfError) -> i32 {
+    match e {
+        WharfError::Internal(inner) => eprintln!("error: {inner:#}"),
+        other => eprintln!("error: {other}"),
+    }
+    e.exit_code()
+}

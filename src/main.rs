@@ -1,0 +1,29 @@
+//! The `wharf` command line. Each subcommand lives in `commands/` as a clap struct with
+//! one `execute` method; the work itself is done by the library crates (`wharf-engine`,
+//! ...), so this binary stays thin.
+
+mod commands;
+
+use clap::Parser;
+
+/// Wharf: run WebAssembly programs, services, plugins and stream transforms.
+#[derive(Parser)]
+#[command(name = "wharf", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let code = cli.command.execute();
+    std::process::exit(code);
+}

@@ -1,0 +1,138 @@
+//! Builds the guest programs in `../guests` for wasm32-wasip1 (core modules) and
+//! wasm32-wasip2 (components) and writes `guests.rs`, a list of path constants:
+//! `P1_HELLO`, `P2_HELLO`, ..., `CALC_COMPONENT`, and `WAT_*` for the text sources in
+//! `../wat` (which `wharf run` accepts directly).
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BINS: &[&str] = &[
+    "hello",
+    "echo",
+    "files",
+    "exit_code",
+    "spin",
+    "sleep",
+    "membomb",
+    "recurse",
+    "trap",
+    "fuel",
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("test-programs dir").to_path_buf();
+    let guests = root.join("guests");
+    let wat = root.join("wat");
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("programs").display()
+    );
+    println!("cargo:rerun-if-changed={}", guests.join("calc").display());
+    println!("cargo:rerun-if-changed={}", wat.display());
+
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let target_dir = out.join("guests-target");
+    build(
+        &guests,
+        &target_dir,
+        "wasm32-wasip1",
+        &["-p", "programs", "--bins"],
+    );
+    build(&guests, &target_dir, "wasm32-wasip2", &["--workspace"]);
+
+    let mut code = String::new();
+    for bin in BINS {
+        for (prefix, target) in [("P1", "wasm32-wasip1"), ("P2", "wasm32-wasip2")] {
+            let path = target_dir
+                .join(target)
+                .join("release")
+                .join(format!("{bin}.wasm"));
+            assert!(
+                path.exists(),
+                "guest `{bin}` for {target} was not built: {}",
+                path.display()
+            );
+            writeln!(
+                code,
+                "/// `{bin}` built for {target}.\npub const {prefix}_{}: &str = {:?};",
+                bin.to_uppercase(),
+                path.display().to_string()
+            )
+            .expect("write");
+        }
+    }
+    let calc = target_dir.join("wasm32-wasip2/release/calc.wasm");
+    assert!(calc.exists(), "calc component was not built");
+    writeln!(
+        code,
+        "/// The calculator component with typed exports.\npub const CALC_COMPONENT: &str = {:?};",
+        calc.display().to_string()
+    )
+    .expect("write");
+    for entry in std::fs::read_dir(&wat).expect("wat dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "wat") {
+            let stem = path
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .to_uppercase();
+            writeln!(
+                code,
+                "/// Text-format source `{}`.\npub const WAT_{stem}: &str = {:?};",
+                path.file_name().expect("name").to_string_lossy(),
+                path.display().to_string()
+            )
+            .expect("write");
+        }
+    }
+    std::fs::write(out.join("guests.rs"), code).expect("write guests.rs");
+}
+
+fn build(guests: &Path, target_dir: &Path, target: &str, extra: &[&str]) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(target)
+        .arg("--manifest-path")
+        .arg(guests.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(extra);
+    if guests.join("Cargo.lock").exists() {
+        cmd.arg("--locked");
+    }
+    // The outer build's settings are for the host; keep them away from the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_PROFILE_RELEASE_LTO",
+        "CARGO_INCREMENTAL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("running cargo for the guests");
+    assert!(
+        status.success(),
+        "building the guest programs for {target} failed; is the target installed? \
+         (rustup target add {target})"
+    );
+}

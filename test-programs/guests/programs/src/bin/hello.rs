@@ -1,0 +1,4 @@
+//! Prints a greeting: the smallest useful WASI program.
+fn main() {
+    println!("Hello, world!");
+}

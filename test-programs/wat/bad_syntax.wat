@@ -1,0 +1,3 @@
+(module
+  (func (export "broken") (result i32)
+    i32.const
