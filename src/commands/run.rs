@@ -216,7 +216,10 @@ fn print_stats(report: &RunReport, engine: &WharfEngine) {
     rows.push(("peak memory".into(), format_size(s.peak_memory_bytes)));
     rows.push((
         "allocator".into(),
-        format!("{:?}", engine.allocator()).to_lowercase(),
+        match engine.allocator() {
+            wharf_engine::config::AllocatorUsed::Pooling => "pooling".into(),
+            wharf_engine::config::AllocatorUsed::OnDemand => "on-demand".into(),
+        },
     ));
     rows.push((
         "exit".into(),

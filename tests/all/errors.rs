@@ -88,7 +88,7 @@ fn wat_syntax_error_names_the_line() {
     assert_fails(
         &o,
         126,
-        &["bad_syntax.wat", "text format does not parse", ":3:"],
+        &["text format does not parse", "bad_syntax.wat:4:1"],
     );
 }
 

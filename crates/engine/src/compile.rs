@@ -248,10 +248,13 @@ fn compile_in_child(
     }
 }
 
+/// Whether the worker's output shows it hit the address-space limit: a failed
+/// allocation, or (`EAGAIN`) a thread stack that could not be mapped.
 fn is_oom(text: &str) -> bool {
     text.contains("memory allocation of")
         || text.contains("Cannot allocate memory")
         || text.contains("out of memory")
+        || text.contains("Resource temporarily unavailable")
 }
 
 fn humanize(d: Duration) -> String {

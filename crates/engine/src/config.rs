@@ -235,6 +235,8 @@ fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
         .total_stacks(n)
         .max_memory_size(usize::try_from(options.pool_max_memory_size).unwrap_or(usize::MAX))
         .max_memories_per_component(8)
+        .max_memories_per_module(4)
+        .max_tables_per_module(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(32)
         .table_elements(100_000)

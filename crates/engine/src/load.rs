@@ -95,10 +95,11 @@ pub enum InputKind {
 /// Recognises `bytes`.
 pub fn classify(bytes: &[u8]) -> InputKind {
     if bytes.len() >= 8 && &bytes[..4] == b"\0asm" {
-        // Layer byte 0 with version 1 is a core module; layer 1 is a component.
-        return match bytes[6..8] {
-            [0, 0] => InputKind::Module,
-            [1, 0] => InputKind::Component,
+        // The preamble is a version (u16) and a layer (u16): version 1 layer 0 is a core
+        // module, layer 1 a component (version 0x0d while the format is pre-1.0).
+        return match (&bytes[4..6], &bytes[6..8]) {
+            ([1, 0], [0, 0]) => InputKind::Module,
+            (_, [1, 0]) => InputKind::Component,
             _ => InputKind::Unknown,
         };
     }
@@ -167,12 +168,7 @@ pub fn load_bytes(
         InputKind::Module => (ArtifactKind::Module, bytes),
         InputKind::Component => (ArtifactKind::Component, bytes),
         InputKind::Text => {
-            let wasm = wat::parse_bytes(&bytes)
-                .map_err(|e| WharfError::InvalidWasm {
-                    path: path.to_path_buf(),
-                    reason: format!("the text format does not parse: {e}"),
-                })?
-                .into_owned();
+            let wasm = parse_wat(path, &bytes)?;
             match classify(&wasm) {
                 InputKind::Module => (ArtifactKind::Module, wasm),
                 InputKind::Component => (ArtifactKind::Component, wasm),
@@ -218,6 +214,19 @@ pub fn load_bytes(
         source_sha256: source,
         path: path.to_path_buf(),
     })
+}
+
+fn parse_wat(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, WharfError> {
+    wat::parse_bytes(bytes)
+        .map(|w| w.into_owned())
+        .map_err(|mut e| {
+            // Point the error at the file, so that it reads `path:line:col`.
+            e.set_path(path);
+            WharfError::InvalidWasm {
+                path: path.to_path_buf(),
+                reason: format!("the text format does not parse: {e}"),
+            }
+        })
 }
 
 fn describe_prefix(bytes: &[u8]) -> String {
@@ -393,12 +402,7 @@ pub fn compile_cwasm(
         InputKind::Module => (ArtifactKind::Module, bytes),
         InputKind::Component => (ArtifactKind::Component, bytes),
         InputKind::Text => {
-            let wasm = wat::parse_bytes(&bytes)
-                .map_err(|e| WharfError::InvalidWasm {
-                    path: wasm_path.to_path_buf(),
-                    reason: format!("the text format does not parse: {e}"),
-                })?
-                .into_owned();
+            let wasm = parse_wat(wasm_path, &bytes)?;
             let kind = match classify(&wasm) {
                 InputKind::Component => ArtifactKind::Component,
                 _ => ArtifactKind::Module,

@@ -209,12 +209,19 @@ pub async fn run_async(
 fn wasi_builder(opts: &RunOptions) -> Result<WasiCtxBuilder, WharfError> {
     let mut b = WasiCtxBuilder::new();
     b.inherit_stdio().args(&opts.args);
-    if opts.inherit_env {
-        b.inherit_env();
-    }
+    // Explicit variables override inherited ones; the guest sees each name once.
+    let mut env: Vec<(String, String)> = if opts.inherit_env {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for (k, v) in &opts.env {
-        b.env(k, v);
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.clone()));
     }
+    b.envs(&env);
     for d in &opts.dirs {
         let perms = if d.read_only {
             FsPerms::ReadOnly

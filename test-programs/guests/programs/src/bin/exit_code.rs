@@ -5,5 +5,5 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
     println!("exiting with {code}");
-    std::process::exit(code);
+    programs::exit(code);
 }

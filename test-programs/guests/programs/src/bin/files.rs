@@ -18,11 +18,11 @@ fn main() {
         }),
         _ => {
             eprintln!("usage: files read PATH | write PATH TEXT | list DIR");
-            std::process::exit(2);
+            programs::exit(2);
         }
     };
     if let Err(e) = result {
         eprintln!("files: {e}");
-        std::process::exit(3);
+        programs::exit(3);
     }
 }
