@@ -16,6 +16,8 @@
 //!   components) and invoking exports with WAVE values, with [`RunStats`];
 //! - [`error`]: the error taxonomy ([`WharfError`]) with one exit code per kind.
 
+#![deny(missing_docs)]
+
 pub mod artifact;
 pub mod compile;
 pub mod config;

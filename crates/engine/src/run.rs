@@ -690,7 +690,7 @@ fn find_component_func<T>(
                 not_found(format!("interface `{iface}` exports no function `{name}`"))
             })?;
         return instance
-            .get_func(&mut *store, &fidx)
+            .get_func(&mut *store, fidx)
             .ok_or_else(|| not_found(format!("`{export}` is not a function")));
     }
     if let Some(f) = instance.get_func(&mut *store, export) {
