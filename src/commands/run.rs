@@ -66,8 +66,10 @@ pub struct RunCommand {
     /// Write the same statistics as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
-    /// Instance allocator: auto (pooling when the host allows it), pooling, on-demand.
-    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_allocator, hide_short_help = true)]
+    /// Instance allocator: on-demand (the default for one program: a pool's set-up costs
+    /// more than it saves for a single instance), pooling, or auto (pooling when the host
+    /// allows it).
+    #[arg(long, value_name = "KIND", default_value = "on-demand", value_parser = parse_allocator, hide_short_help = true)]
     allocator: AllocatorChoice,
     #[command(flatten)]
     compile: CompileArgs,
@@ -151,7 +153,7 @@ impl RunCommand {
         };
         let engine = WharfEngine::new(&EngineOptions {
             allocator: self.allocator,
-            // One program runs at a time; a small pool keeps start-up cheap.
+            // One program runs at a time; a small pool keeps start-up cheap when asked for.
             pool_instances: 4,
             fuel: self.fuel.is_some(),
             ..EngineOptions::default()

@@ -105,3 +105,22 @@ fn concurrent_cold_runs_all_succeed() {
         "{all:?}"
     );
 }
+
+#[test]
+fn rewritten_file_is_never_served_from_a_stale_index() {
+    let env = Env::isolated();
+    let d = tempfile::tempdir().expect("tempdir");
+    let app = d.path().join("app.wasm");
+    let app_s = app.to_str().expect("utf8");
+    std::fs::copy(guests::P2_HELLO, &app).expect("copy");
+    assert_eq!(method(&env, &[], app_s), "compiled");
+    assert_eq!(method(&env, &[], app_s), "cache-hit");
+    // Replace the contents in place (same path, same inode).
+    std::fs::write(&app, std::fs::read(guests::P2_EXIT_CODE).expect("read")).expect("rewrite");
+    let o = env.wharf(&["run", app_s, "7"]);
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "exiting with 7\n");
+    // And back: the first artifact is still in the cache, found by content.
+    std::fs::copy(guests::P2_HELLO, &app).expect("copy back");
+    assert_eq!(method(&env, &[], app_s), "cache-hit");
+}

@@ -88,6 +88,64 @@ impl ArtifactCache {
         &self.dir
     }
 
+    /// The metadata index entry for a file: maps what `stat` says of an input (path,
+    /// device, inode, size, modification and change times, in nanoseconds) to the
+    /// sha256 of its Wasm, so that a warm run need not read and hash the input. Any
+    /// write to the file changes its ctime (which users cannot set), so a stale entry
+    /// cannot match. Returns `None` when the metadata is unavailable.
+    fn index_path(&self, path: &Path, meta: &fs::Metadata) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let abs = fs::canonicalize(path).ok()?;
+        let mut h = Sha256::new();
+        h.update(abs.as_os_str().as_encoded_bytes());
+        for v in [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ] {
+            h.update(v.to_le_bytes());
+        }
+        Some(self.dir.join("index").join(hex::encode(h.finalize())))
+    }
+
+    /// Looks up the sha256 and kind recorded for this input's current metadata.
+    pub fn lookup_index(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+    ) -> Option<(ArtifactKind, [u8; 32])> {
+        let entry = fs::read(self.index_path(path, meta)?).ok()?;
+        let (kind, sha) = entry.split_first()?;
+        let kind = match kind {
+            0 => ArtifactKind::Module,
+            1 => ArtifactKind::Component,
+            _ => return None,
+        };
+        Some((kind, sha.try_into().ok()?))
+    }
+
+    /// Records the sha256 and kind of this input for its current metadata. Best effort:
+    /// an index that cannot be written only costs a re-hash next time.
+    pub fn record_index(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        kind: ArtifactKind,
+        sha: &[u8; 32],
+    ) {
+        if let Some(p) = self.index_path(path, meta) {
+            let mut entry = vec![kind.tag()];
+            entry.extend_from_slice(sha);
+            if let Err(e) = write_atomic(&p, &entry) {
+                tracing::debug!("could not record cache index `{}`: {e:#}", p.display());
+            }
+        }
+    }
+
     /// Where the artifact for this (engine, kind, input) lives.
     pub fn path_for(&self, compat: &[u8; 32], kind: ArtifactKind, source: &[u8; 32]) -> PathBuf {
         self.dir

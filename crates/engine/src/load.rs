@@ -138,6 +138,49 @@ pub fn load_file(
     opts: &LoadOptions,
 ) -> Result<LoadedProgram, WharfError> {
     let start = Instant::now();
+    // Fast path: an input whose metadata the cache has seen maps its artifact without
+    // being read or hashed.
+    let meta = std::fs::metadata(path).ok();
+    if let (Some(cache), Some(meta)) = (&opts.cache, &meta)
+        && meta.is_file()
+        && let Some((kind, sha)) = cache.lookup_index(path, meta)
+    {
+        let target = cache.path_for(engine.compat_key(), kind, &sha);
+        if target.exists() {
+            // SAFETY: cache files are written only by this crate, atomically, from our
+            // own compiler's output, under this engine's compatibility key.
+            match unsafe { deserialize_file(engine, kind, &target) } {
+                Ok(program) => {
+                    return Ok(LoadedProgram {
+                        program,
+                        method: LoadMethod::CacheHit,
+                        load_time: start.elapsed(),
+                        source_sha256: sha,
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) => tracing::warn!(
+                    "cached artifact `{}` did not load ({e:#}); recompiling",
+                    target.display()
+                ),
+            }
+        }
+    }
+    let loaded = load_file_slow(engine, path, opts, start)?;
+    if let (Some(cache), Some(meta)) = (&opts.cache, &meta)
+        && loaded.method != LoadMethod::Precompiled
+    {
+        cache.record_index(path, meta, loaded.program.kind(), &loaded.source_sha256);
+    }
+    Ok(loaded)
+}
+
+fn load_file_slow(
+    engine: &WharfEngine,
+    path: &Path,
+    opts: &LoadOptions,
+    start: Instant,
+) -> Result<LoadedProgram, WharfError> {
     let bytes = std::fs::read(path).map_err(|e| WharfError::NoInput {
         path: path.to_path_buf(),
         reason: match e.kind() {
