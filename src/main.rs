@@ -2,6 +2,7 @@
 //! one `execute` method; the work itself is done by the library crates (`wharf-engine`,
 //! ...), so this binary stays thin.
 
+mod client;
 mod commands;
 
 use clap::Parser;

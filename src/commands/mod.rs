@@ -9,8 +9,11 @@ use wharf_engine::compile::Compiler;
 use wharf_engine::error::WharfError;
 use wharf_engine::load::LoadOptions;
 
+pub mod apps;
 pub mod compile;
+pub mod deploy;
 pub mod run;
+pub mod serve;
 pub mod worker;
 
 /// The subcommands.
@@ -22,6 +25,12 @@ pub enum Command {
     /// Precompile a .wasm or .wat file ahead of time into a .cwasm that `wharf run`
     /// loads without compiling.
     Compile(compile::CompileCommand),
+    /// Serve HTTP apps: many wasi:http/proxy components in one process, deployed live.
+    Serve(serve::ServeCommand),
+    /// Deploy an app (wharf.toml and its .wasm files) to a server, or replace it.
+    Deploy(deploy::DeployCommand),
+    /// List, show, remove apps on a server, or read their logs.
+    Apps(apps::AppsCommand),
     #[command(name = "__compile-worker", hide = true)]
     CompileWorker(worker::WorkerCommand),
 }
@@ -32,6 +41,9 @@ impl Command {
         match self {
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
+            Command::Serve(c) => c.execute(),
+            Command::Deploy(c) => c.execute(),
+            Command::Apps(c) => c.execute(),
             Command::CompileWorker(c) => c.execute(),
         }
     }

@@ -39,6 +39,7 @@ fn main() {
         guests.join("programs").display()
     );
     println!("cargo:rerun-if-changed={}", guests.join("calc").display());
+    println!("cargo:rerun-if-changed={}", guests.join("http").display());
     println!("cargo:rerun-if-changed={}", wat.display());
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
@@ -78,6 +79,14 @@ fn main() {
         code,
         "/// The calculator component with typed exports.\npub const CALC_COMPONENT: &str = {:?};",
         calc.display().to_string()
+    )
+    .expect("write");
+    let http = target_dir.join("wasm32-wasip2/release/http_test.wasm");
+    assert!(http.exists(), "http test component was not built");
+    writeln!(
+        code,
+        "/// The `wasi:http/proxy` test component (see guests/http).\npub const HTTP_COMPONENT: &str = {:?};",
+        http.display().to_string()
     )
     .expect("write");
     for entry in std::fs::read_dir(&wat).expect("wat dir") {

@@ -7,6 +7,7 @@ mod errors;
 mod invoke;
 mod limits;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

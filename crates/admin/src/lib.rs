@@ -1,0 +1,339 @@
+//! Wharf's admin REST API, on its own listener (loopback by default), JSON in and out.
+//!
+//! | method and path | what |
+//! | --- | --- |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 once every stored app has been restored, else 503 |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /v1/apps` | list apps with routes and versions |
+//! | `POST /v1/apps` | deploy a new app from a bundle (tar or tar.gz); 409 if it exists |
+//! | `PUT /v1/apps/{name}` | deploy or replace app `name` |
+//! | `GET /v1/apps/{name}` | show one app |
+//! | `DELETE /v1/apps/{name}` | remove an app |
+//! | `GET /v1/apps/{name}/logs?tail=N` | the app's captured guest output |
+//!
+//! Everything under `/v1` needs `Authorization: Bearer <token>`; a missing or wrong
+//! token gets 401 and changes nothing. Health, readiness and metrics are open, as
+//! probes and Prometheus scrapers expect; bind the admin listener to a private address.
+//! Errors are `{"error": {"kind": ..., "message": ...}}` with the status code that
+//! fits: 400 invalid bundle or manifest, 404 unknown app, 409 route conflict or
+//! existing app, 413 bundle too large, 500 server fault.
+#![deny(missing_docs)]
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use wharf_http::{AppHost, DeployError, DeployMode};
+
+/// The admin bearer token.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Reads the token from `path`, or creates one there (64 hex chars from the OS's
+    /// random source, mode 0600) when the file does not exist.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<AdminToken> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::read_to_string(path) {
+            Ok(t) => {
+                let t = t.trim().to_string();
+                anyhow::ensure!(
+                    t.len() >= 16,
+                    "admin token file `{}` holds fewer than 16 characters; put a longer secret in it, or delete it to have one generated",
+                    path.display()
+                );
+                return Ok(AdminToken(t));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read admin token file `{}`: {e}", path.display()),
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
+        let token = hex::encode(raw);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create admin token file `{}`: {e}", path.display())
+            })?;
+        f.write_all(token.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        Ok(AdminToken(token))
+    }
+
+    /// Wraps a known token.
+    pub fn new(token: String) -> AdminToken {
+        AdminToken(token)
+    }
+
+    fn verify(&self, header: Option<&http::HeaderValue>) -> bool {
+        let Some(given) = header
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        // Constant time in the token's length.
+        let (a, b) = (given.trim().as_bytes(), self.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// The admin API server.
+pub struct Admin {
+    host: Arc<AppHost>,
+    token: AdminToken,
+    ready: AtomicBool,
+}
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+impl Admin {
+    /// An admin API over `host`.
+    pub fn new(host: Arc<AppHost>, token: AdminToken) -> Arc<Admin> {
+        Arc::new(Admin {
+            host,
+            token,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks the server ready (`/readyz` answers 200).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                _ = &mut shutdown => break,
+                a = listener.accept() => match a {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("admin accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let this = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let this = this.clone();
+                async move { Ok::<_, Infallible>(this.handle(req).await) }
+            });
+            let conn = graceful.watch(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        match (&method, path.as_str()) {
+            (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => {
+                return if self.ready.load(Ordering::SeqCst) {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "restoring apps\n")
+                };
+            }
+            (&Method::GET, "/metrics") => {
+                let mut r = text(StatusCode::OK, &self.host.metrics.encode());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                return r;
+            }
+            _ => {}
+        }
+        if !path.starts_with("/v1/") && path != "/v1" {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("no admin endpoint `{path}`; see /v1/apps"),
+            );
+        }
+        if !self
+            .token
+            .verify(req.headers().get(http::header::AUTHORIZATION))
+        {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token; send `Authorization: Bearer <token>` with the token from the server's state dir (admin-token)",
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+        match (&method, segs.as_slice()) {
+            (&Method::GET, ["apps"]) => {
+                let apps: Vec<_> = self.host.table().apps().iter().map(|a| a.info()).collect();
+                json_response(StatusCode::OK, &json!({ "apps": apps }))
+            }
+            (&Method::POST, ["apps"]) => self.deploy(req, None, DeployMode::Create).await,
+            (&Method::PUT, ["apps", name]) => {
+                let name = name.to_string();
+                self.deploy(req, Some(name), DeployMode::Upsert).await
+            }
+            (&Method::GET, ["apps", name]) => match self.host.app(name) {
+                Some(app) => json_response(StatusCode::OK, &app.info()),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    &format!("app `{name}` is not deployed"),
+                ),
+            },
+            (&Method::DELETE, ["apps", name]) => match self.host.remove(name).await {
+                Ok(info) => json_response(StatusCode::OK, &json!({ "removed": info })),
+                Err(e) => deploy_error(e),
+            },
+            (&Method::GET, ["apps", name, "logs"]) => {
+                if self.host.app(name).is_none() {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "not-found",
+                        &format!("app `{name}` is not deployed"),
+                    );
+                }
+                let tail = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("tail=")))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(100);
+                let (lines, dropped) = self.host.logs_for(name).tail(tail);
+                json_response(
+                    StatusCode::OK,
+                    &json!({ "app": name, "lines": lines, "dropped": dropped }),
+                )
+            }
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("no admin endpoint `{method} {path}`; see the admin API in the docs"),
+            ),
+        }
+    }
+
+    async fn deploy(
+        &self,
+        req: Request<Incoming>,
+        name: Option<String>,
+        mode: DeployMode,
+    ) -> Response<Body> {
+        let max = self.host.config().max_bundle;
+        let body = match Limited::new(req.into_body(), max as usize).collect().await {
+            Ok(b) => b.to_bytes().to_vec(),
+            Err(e) => {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too-large",
+                        &format!(
+                            "the bundle is larger than {max} bytes; raise the server's --max-bundle-size"
+                        ),
+                    );
+                }
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    &format!("reading the upload failed: {e}"),
+                );
+            }
+        };
+        let existed = name.as_deref().is_some_and(|n| self.host.app(n).is_some());
+        match self.host.deploy(body, name, mode).await {
+            Ok(info) => {
+                let status = if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                json_response(status, &info)
+            }
+            Err(e) => deploy_error(e),
+        }
+    }
+}
+
+fn deploy_error(e: DeployError) -> Response<Body> {
+    let (status, kind) = match &e {
+        DeployError::Bundle(wharf_http::bundle::BundleError::TooLarge(_)) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "too-large")
+        }
+        DeployError::Bundle(_) | DeployError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        DeployError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        DeployError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+        DeployError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    if status.is_server_error() {
+        tracing::error!("admin: {e}");
+    }
+    error(status, kind, &e.to_string())
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({ "error": { "kind": kind, "message": message } }),
+    )
+}

@@ -1,0 +1,126 @@
+//! `wharf deploy`: upload an app (its wharf.toml and .wasm files) to a server.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use http::{Method, StatusCode};
+
+use crate::client::{ServerArgs, error_message};
+
+/// Deploy an app, or replace the running version, without restarting the server.
+///
+/// Reads DIR/wharf.toml (or the manifest file given), checks it, bundles it with the
+/// .wasm files it names, and uploads the bundle; the server compiles and swaps it in,
+/// and requests already running finish on the old version.
+///
+/// Example:
+///   wharf deploy examples/http-hello
+#[derive(Args)]
+pub struct DeployCommand {
+    /// The app directory holding wharf.toml, or the manifest file itself.
+    #[arg(value_name = "DIR|wharf.toml", default_value = ".")]
+    path: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Print the deployed app as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl DeployCommand {
+    /// Runs the command; returns the exit code.
+    pub fn execute(self) -> i32 {
+        match self.deploy() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    }
+
+    fn deploy(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let manifest_path = if self.path.is_dir() {
+            self.path.join("wharf.toml")
+        } else {
+            self.path.clone()
+        };
+        let dir = manifest_path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("cannot read `{}`", manifest_path.display()))?;
+        let manifest = wharf_manifest::parse_manifest(&text)
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", manifest_path.display()))?;
+        let mut files = BTreeMap::new();
+        files.insert("wharf.toml".to_string(), text.into_bytes());
+        for c in &manifest.components {
+            let p = dir.join(&c.source);
+            let bytes = std::fs::read(&p).with_context(|| {
+                format!(
+                    "component `{}`: cannot read its source `{}`",
+                    c.id,
+                    p.display()
+                )
+            })?;
+            files.insert(c.source.clone(), bytes);
+        }
+        let size: usize = files.values().map(Vec::len).sum();
+        let tarball = wharf_http::bundle::Bundle::pack(&files)?;
+        let name = &manifest.app.name;
+        eprintln!(
+            "Deploying `{name}` {} ({} file(s), {}) to {} ...",
+            manifest.app.version,
+            files.len(),
+            wharf_engine::size::format_size(size as u64),
+            self.server.server
+        );
+        let t = Instant::now();
+        let (status, body) =
+            self.server
+                .request(Method::PUT, &format!("/v1/apps/{name}"), Some(tarball))?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "the server refused the deploy ({status}): {}",
+                error_message(&body)
+            );
+        }
+        if self.json {
+            println!("{}", String::from_utf8_lossy(&body));
+            return Ok(());
+        }
+        let info: serde_json::Value = serde_json::from_slice(&body)?;
+        eprintln!(
+            "{} `{name}` {} (revision {}) in {:.2}s",
+            if status == StatusCode::CREATED {
+                "Created"
+            } else {
+                "Updated"
+            },
+            info["version"].as_str().unwrap_or(""),
+            info["revision"],
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(comps) = info["components"].as_array() {
+            for c in comps {
+                println!(
+                    "  {:<16} {}",
+                    c["id"].as_str().unwrap_or(""),
+                    c["route"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! `wharf serve`: host many HTTP apps in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use wharf_engine::WharfEngine;
+use wharf_engine::compile::Compiler;
+use wharf_engine::config::{AllocatorChoice, EngineOptions};
+use wharf_http::{AppHost, DataPlane, HostConfig, Metrics, ServerLimits};
+
+use super::{parse_duration, parse_size};
+
+/// Serve HTTP apps: many `wasi:http/proxy` components in one process, deployed,
+/// replaced and removed live through the admin API (`wharf deploy`, `wharf apps`).
+///
+/// Each request runs in a fresh sandbox with the component's memory cap, deadline and
+/// body cap; a guest that traps, loops or balloons gets a 500/503 while every other app
+/// keeps serving. Apps are stored in the state directory and restored on restart.
+/// The admin API is on its own listener and needs the bearer token stored in
+/// STATE_DIR/admin-token (created on first start, mode 0600).
+///
+/// Example:
+///   wharf serve --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:9090
+///   wharf deploy examples/http-hello && curl http://127.0.0.1:8080/hello
+#[derive(Args)]
+pub struct ServeCommand {
+    /// Address of the data plane (the apps).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address of the admin API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Where apps, blobs, compiled artifacts and the admin token are kept
+    /// [default: $XDG_DATA_HOME/wharf or ~/.local/share/wharf].
+    #[arg(long, value_name = "DIR", env = "WHARF_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Read the admin token from FILE instead of STATE_DIR/admin-token.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Default memory cap per request (all linear memories together).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    max_memory: u64,
+    /// Default wall-clock deadline per request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Default request-body cap.
+    #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = parse_size)]
+    max_body: u64,
+    /// Default cap on concurrent requests per component.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_concurrency: u32,
+    /// Cap on open connections; more are answered 503 and closed.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_connections: usize,
+    /// Cap on requests in flight across all apps; more get 503.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_in_flight: usize,
+    /// On SIGTERM/SIGINT, how long to let in-flight requests finish.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Largest app bundle accepted by the admin API.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    max_bundle_size: u64,
+    /// Stop compiling a component after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    compile_timeout: Duration,
+    /// Memory bound of the compiling process.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    compile_max_memory: u64,
+    /// Instance slots in the pooling allocator (also caps live instances).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pool_instances: u32,
+}
+
+/// The default state directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("wharf"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".local").join("share").join("wharf"))
+}
+
+impl ServeCommand {
+    /// Runs the server until SIGTERM/SIGINT; returns the exit code.
+    pub fn execute(self) -> i32 {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: starting the runtime: {e}");
+                return wharf_engine::error::EXIT_INTERNAL;
+            }
+        };
+        match rt.block_on(self.serve()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    }
+
+    async fn serve(self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or_else(default_state_dir)
+            .context("no state directory: pass --state-dir (or set HOME)")?;
+        create_private_dir(&state_dir)?;
+        let registry = wharf_registry::SqliteRegistry::open(&state_dir.join("registry"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let token_path = self
+            .admin_token_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("admin-token"));
+        let token = wharf_admin::AdminToken::load_or_create(&token_path)?;
+
+        let engine = WharfEngine::new(&EngineOptions {
+            allocator: AllocatorChoice::Auto,
+            pool_instances: self.pool_instances,
+            ..EngineOptions::default()
+        })?;
+        tracing::info!("engine: {:?} allocator", engine.allocator());
+        let mut config = HostConfig::new(state_dir.clone());
+        config.default_memory = self.max_memory;
+        config.default_timeout = self.timeout;
+        config.default_max_body = self.max_body;
+        config.default_max_concurrency = self.max_concurrency;
+        config.max_bundle = self.max_bundle_size;
+        config.compiler = Compiler::bounded(self.compile_timeout, self.compile_max_memory)?;
+        let metrics = Arc::new(Metrics::new());
+        let host = Arc::new(AppHost::new(engine, Arc::new(registry), config, metrics)?);
+
+        // Bind both sockets before anything else can fail late, so that a port in use
+        // is reported at once.
+        let data = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (--listen); is the port in use?",
+                    self.listen
+                )
+            })?;
+        let admin = tokio::net::TcpListener::bind(self.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (--admin-listen); is the port in use?",
+                    self.admin_listen
+                )
+            })?;
+        let data_addr = data.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let admin_api = wharf_admin::Admin::new(host.clone(), token);
+        let admin_task = tokio::spawn(admin_api.clone().serve(admin, stopped(stop_rx.clone())));
+
+        let failed = host.restore().await;
+        for (app, why) in &failed {
+            eprintln!("warning: app `{app}` was not restored: {why}");
+        }
+        admin_api.set_ready();
+        let plane = DataPlane::new(
+            host.clone(),
+            ServerLimits {
+                max_connections: self.max_connections,
+                max_in_flight: self.max_in_flight,
+                shutdown_grace: self.shutdown_grace,
+            },
+        );
+        let data_task = tokio::spawn(plane.serve(data, stopped(stop_rx.clone())));
+        println!("wharf serve: data plane on http://{data_addr}");
+        println!(
+            "wharf serve: admin API on http://{admin_addr} (token in {})",
+            token_path.display()
+        );
+        println!(
+            "wharf serve: {} app(s) restored from {}",
+            host.table().apps().len(),
+            state_dir.display()
+        );
+
+        shutdown_signal().await;
+        eprintln!("wharf serve: shutting down; letting in-flight requests finish");
+        let _ = stop_tx.send(true);
+        let _ = data_task.await;
+        let _ = admin_task.await;
+        eprintln!("wharf serve: stopped");
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create state directory `{}`: {e}", dir.display())
+            })?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

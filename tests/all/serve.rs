@@ -1,0 +1,695 @@
+//! `wharf serve` end to end: the real server on ephemeral loopback ports, driven over
+//! HTTP and through the `wharf deploy`/`wharf apps` client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+/// A running `wharf serve` with its own state directory; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub data: String,
+    pub admin: String,
+    pub state: PathBuf,
+    pub env: Env,
+    _state_dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let mut s = Server::start_in(&state, extra);
+        s._state_dir = Some(dir);
+        s
+    }
+
+    pub fn start_in(state: &Path, extra: &[&str]) -> Server {
+        let env = Env::isolated();
+        let mut cmd = env.cmd();
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(state)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn wharf serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut data, mut admin) = (String::new(), String::new());
+        while data.is_empty() || admin.is_empty() {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => {
+                    let mut err = String::new();
+                    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                    panic!("wharf serve exited early: {err}");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("wharf serve: data plane on http://") {
+                data = rest.trim().to_string();
+            } else if let Some(rest) = line.strip_prefix("wharf serve: admin API on http://") {
+                admin = rest.split_whitespace().next().expect("addr").to_string();
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            data,
+            admin,
+            state: state.to_path_buf(),
+            env,
+            _state_dir: None,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state.join("admin-token"))
+            .expect("token")
+            .trim()
+            .to_string()
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        http(&self.data, "GET", path, &[], b"")
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        let auth = format!("Bearer {}", self.token());
+        http(&self.admin, method, path, &[("authorization", &auth)], body)
+    }
+
+    /// Runs a `wharf` client command against this server.
+    pub fn wharf(&self, args: &[&str]) -> std::process::Output {
+        let mut full: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        full.push("--server".into());
+        full.push(format!("http://{}", self.admin));
+        full.push("--token-file".into());
+        full.push(self.state.join("admin-token").display().to_string());
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        self.env.wharf(&refs)
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+use std::process::Command;
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection) so that tests see exactly
+/// what goes over the wire.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// Writes an app directory: wharf.toml plus the test component as `app.wasm`.
+pub fn app_dir(
+    name: &str,
+    version: &str,
+    routes: &[(&str, &str)],
+    extra: &str,
+) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(guests::HTTP_COMPONENT, d.path().join("app.wasm")).expect("copy component");
+    let mut toml = format!("[app]\nname = \"{name}\"\nversion = \"{version}\"\n");
+    for (id, route) in routes {
+        toml.push_str(&format!(
+            "\n[[component]]\nid = \"{id}\"\nsource = \"app.wasm\"\nroute = \"{route}\"\n{extra}\n"
+        ));
+    }
+    std::fs::write(d.path().join("wharf.toml"), toml).expect("write manifest");
+    d
+}
+
+pub fn deploy(server: &Server, dir: &Path) {
+    let o = server.wharf(&["deploy", dir.to_str().expect("utf8")]);
+    assert_eq!(code(&o), 0, "deploy failed: {}", stderr(&o));
+}
+
+#[test]
+fn deploy_serve_update_delete_via_cli() {
+    let s = Server::start(&[]);
+    let v1 = app_dir(
+        "shop",
+        "1.0.0",
+        &[("web", "/shop/...")],
+        "[component.environment]\nGREETING = \"shop v1\"\nVERSION = \"1\"",
+    );
+    let o = s.wharf(&["deploy", v1.path().to_str().expect("utf8")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Created `shop` 1.0.0 (revision 1)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("/shop/..."), "{}", stdout(&o));
+
+    let r = s.get("/shop/hello");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from shop v1\n");
+    assert_eq!(r.header("x-version"), Some("1"));
+    assert_eq!(r.header("x-path"), Some("/shop/hello"));
+    assert_eq!(s.get("/shop").status, 200);
+
+    // Update in place.
+    let v2 = app_dir(
+        "shop",
+        "2.0.0",
+        &[("web", "/shop/...")],
+        "[component.environment]\nGREETING = \"shop v2\"\nVERSION = \"2\"",
+    );
+    let o = s.wharf(&["deploy", v2.path().to_str().expect("utf8")]);
+    assert!(
+        stderr(&o).contains("Updated `shop` 2.0.0 (revision 2)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.get("/shop/hello").text(), "hello from shop v2\n");
+
+    // List and show, as a table and as JSON.
+    let o = s.wharf(&["apps"]);
+    assert!(
+        stdout(&o).contains("shop") && stdout(&o).contains("2.0.0"),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.wharf(&["apps", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["apps"][0]["name"], "shop");
+    assert_eq!(v["apps"][0]["revision"], 2);
+    assert_eq!(v["apps"][0]["components"][0]["route"], "/shop/...");
+    let o = s.wharf(&["apps", "show", "shop", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["version"], "2.0.0");
+
+    // Delete.
+    let o = s.wharf(&["apps", "rm", "shop"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = s.get("/shop/hello");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-wharf-error"), Some("no-route"));
+    let o = s.wharf(&["apps", "show", "shop"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("not deployed"), "{}", stderr(&o));
+}
+
+#[test]
+fn auth_is_required_and_failures_change_nothing() {
+    let s = Server::start(&[]);
+    let dir = app_dir("a", "1", &[("web", "/a/...")], "");
+    let tarball = bundle(dir.path());
+    for auth in [
+        None,
+        Some("Bearer wrong-token-wrong-token"),
+        Some("Basic abc"),
+    ] {
+        let headers: Vec<(&str, &str)> =
+            auth.map(|a| vec![("authorization", a)]).unwrap_or_default();
+        let r = http(&s.admin, "PUT", "/v1/apps/a", &headers, &tarball);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        let r = http(&s.admin, "GET", "/v1/apps", &headers, b"");
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(
+        s.get("/a/hello").status,
+        404,
+        "an unauthorized deploy must change nothing"
+    );
+    let r = s.admin("GET", "/v1/apps", b"");
+    assert_eq!(r.json()["apps"].as_array().expect("apps").len(), 0);
+    // Health and metrics are open.
+    assert_eq!(http(&s.admin, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(http(&s.admin, "GET", "/readyz", &[], b"").status, 200);
+    // The token file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.state.join("admin-token"))
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+pub fn bundle(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args([
+            "-c",
+            "-C",
+            dir.to_str().expect("utf8"),
+            "wharf.toml",
+            "app.wasm",
+        ])
+        .output()
+        .expect("tar");
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn route_conflicts_and_bad_bundles_are_refused() {
+    let s = Server::start(&[]);
+    deploy(
+        &s,
+        app_dir("shop", "1", &[("api", "/api/users")], "").path(),
+    );
+    let other = app_dir("other", "1", &[("web", "/api/...")], "");
+    let r = s.admin("PUT", "/v1/apps/other", &bundle(other.path()));
+    assert_eq!(r.status, 409, "{}", r.text());
+    let msg = r.json()["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .to_string();
+    assert!(
+        msg.contains("/api/...")
+            && msg.contains("/api/users")
+            && msg.contains("`shop`")
+            && msg.contains("`web`"),
+        "{msg}"
+    );
+    // The same app may move its own routes.
+    deploy(&s, app_dir("shop", "2", &[("api", "/api/...")], "").path());
+
+    // POST refuses an existing app.
+    let again = app_dir("shop", "3", &[("api", "/api/...")], "");
+    let r = s.admin("POST", "/v1/apps", &bundle(again.path()));
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    // Not a tar, a broken manifest, a name mismatch, a core module, a missing source.
+    let r = s.admin("PUT", "/v1/apps/x", b"definitely not a tarball, no sir");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let bad = app_dir("x", "1", &[("web", "/x")], "");
+    std::fs::write(
+        bad.path().join("wharf.toml"),
+        "[app]\nname = \"x\"\nversion = \"1\"\nsurprise = 1\n",
+    )
+    .expect("write");
+    let r = s.admin("PUT", "/v1/apps/x", &bundle(bad.path()));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("surprise"), "{}", r.text());
+    let named = app_dir("y", "1", &[("web", "/y")], "");
+    let r = s.admin("PUT", "/v1/apps/x", &bundle(named.path()));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("names app `y`"), "{}", r.text());
+    let core = app_dir("core", "1", &[("web", "/core")], "");
+    std::fs::copy(guests::P1_HELLO, core.path().join("app.wasm")).expect("copy");
+    let r = s.admin("PUT", "/v1/apps/core", &bundle(core.path()));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("core module"), "{}", r.text());
+    let cmd = app_dir("cmd", "1", &[("web", "/cmd")], "");
+    std::fs::copy(guests::P2_HELLO, cmd.path().join("app.wasm")).expect("copy");
+    let r = s.admin("PUT", "/v1/apps/cmd", &bundle(cmd.path()));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("wasi:http/incoming-handler"),
+        "{}",
+        r.text()
+    );
+
+    // The original app still serves, untouched.
+    assert_eq!(s.get("/api/hello").status, 200);
+    let r = s.admin("GET", "/v1/apps", b"");
+    assert_eq!(r.json()["apps"].as_array().expect("apps").len(), 1);
+    // Metrics counted the refusals.
+    let m = http(&s.admin, "GET", "/metrics", &[], b"").text();
+    assert!(
+        m.contains("wharf_deploys_total{reason=\"conflict\"}"),
+        "{m}"
+    );
+    assert!(m.contains("wharf_deploys_total{reason=\"invalid\"}"), "{m}");
+}
+
+#[test]
+fn hostile_guests_fail_alone() {
+    let s = Server::start(&[]);
+    deploy(
+        &s,
+        app_dir(
+            "bad",
+            "1",
+            &[("web", "/bad/...")],
+            "[component.limits]\ntimeout = \"500ms\"\nmemory = \"32MiB\"\nmax_body = \"1KiB\"",
+        )
+        .path(),
+    );
+    deploy(&s, app_dir("good", "1", &[("web", "/good/...")], "").path());
+
+    // An infinite loop is stopped at its deadline while the other app keeps answering.
+    let spin = std::thread::spawn({
+        let addr = s.data.clone();
+        move || {
+            let t = Instant::now();
+            let r = http(&addr, "GET", "/bad/spin", &[], b"");
+            (r, t.elapsed())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        let r = s.get("/good/hello");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let (r, took) = spin.join().expect("join");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-wharf-error"), Some("timeout"));
+    assert!(r.text().contains("deadline"), "{}", r.text());
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // A guest sleeping in a host call is stopped too.
+    let r = s.get("/bad/sleep?ms=60000");
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    let r = s.get("/bad/membomb");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-wharf-error"), Some("memory"));
+    assert!(r.text().contains("memory cap of 32 MiB"), "{}", r.text());
+
+    let r = s.get("/bad/trap");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-wharf-error"), Some("trap"));
+
+    // Body caps: declared and streamed.
+    let r = http(&s.data, "POST", "/bad/echo", &[], &[b'x'; 2000]);
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = http(&s.data, "POST", "/bad/echo", &[], b"small body");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "small body");
+    assert_eq!(r.header("x-body-len"), Some("10"));
+
+    assert_eq!(s.get("/nothing/here").status, 404);
+    assert_eq!(s.get("/good/hello").status, 200);
+
+    let m = http(&s.admin, "GET", "/metrics", &[], b"").text();
+    for needle in [
+        "wharf_guest_failures_total{app=\"bad\",kind=\"timeout\"}",
+        "wharf_guest_failures_total{app=\"bad\",kind=\"memory\"}",
+        "wharf_guest_failures_total{app=\"bad\",kind=\"trap\"}",
+        "wharf_guest_failures_total{app=\"bad\",kind=\"body-too-large\"}",
+        "wharf_http_requests_total{app=\"good\",status=\"200\"}",
+        "wharf_refused_requests_total{reason=\"no-route\"}",
+        "wharf_http_request_duration_seconds_bucket",
+        "wharf_instantiate_duration_seconds_bucket",
+        "wharf_active_instances",
+        "wharf_apps 2",
+    ] {
+        assert!(m.contains(needle), "metrics lack `{needle}`:\n{m}");
+    }
+}
+
+#[test]
+fn guest_output_is_captured_per_app() {
+    let s = Server::start(&[]);
+    deploy(
+        &s,
+        app_dir("logger", "1", &[("web", "/log/...")], "").path(),
+    );
+    assert_eq!(s.get("/log/log").status, 200);
+    let r = s.admin("GET", "/v1/apps/logger/logs?tail=10", b"");
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let lines: Vec<(String, String)> = v["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["stream"].as_str().unwrap_or("").to_string(),
+                l["line"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        lines.contains(&("stdout".into(), "log line to stdout".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("stderr".into(), "log line to stderr".into())),
+        "{lines:?}"
+    );
+    let o = s.wharf(&["apps", "logs", "logger"]);
+    assert!(
+        stdout(&o).contains("stdout: log line to stdout"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(s.admin("GET", "/v1/apps/nope/logs", b"").status, 404);
+}
+
+#[test]
+fn restart_restores_apps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let s = Server::start_in(&state, &[]);
+    deploy(
+        &s,
+        app_dir(
+            "keep",
+            "3.1",
+            &[("web", "/keep/...")],
+            "[component.environment]\nGREETING = \"kept\"",
+        )
+        .path(),
+    );
+    assert_eq!(s.get("/keep/hello").text(), "hello from kept\n");
+    let status = s.stop();
+    assert!(status.success(), "SIGTERM must exit 0: {status:?}");
+
+    let s = Server::start_in(&state, &[]);
+    let r = s.get("/keep/hello");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from kept\n");
+    let v = s.admin("GET", "/v1/apps/keep", b"").json();
+    assert_eq!(v["version"], "3.1");
+    assert_eq!(v["revision"], 1);
+}
+
+#[test]
+fn updates_under_load_drop_nothing() {
+    let s = Server::start(&[]);
+    deploy(
+        &s,
+        app_dir(
+            "live",
+            "0",
+            &[("web", "/live/...")],
+            "[component.environment]\nVERSION = \"0\"",
+        )
+        .path(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.data.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut bad) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http(&addr, "GET", "/live/hello", &[], b"");
+                    if r.status == 200 {
+                        ok += 1
+                    } else {
+                        bad.push((r.status, r.text()))
+                    }
+                }
+                (ok, bad)
+            })
+        })
+        .collect();
+    for i in 1..=20 {
+        let d = app_dir(
+            "live",
+            &i.to_string(),
+            &[("web", "/live/...")],
+            &format!("[component.environment]\nVERSION = \"{i}\""),
+        );
+        deploy(&s, d.path());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for l in loaders {
+        let (ok, bad) = l.join().expect("join");
+        assert!(bad.is_empty(), "non-2xx during updates: {bad:?}");
+        total += ok;
+    }
+    assert!(total > 20, "the load loop made only {total} requests");
+    assert_eq!(s.get("/live/hello").header("x-version"), Some("20"));
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests() {
+    let s = Server::start(&[]);
+    deploy(&s, app_dir("slow", "1", &[("web", "/slow/...")], "").path());
+    let addr = s.data.clone();
+    let slow = std::thread::spawn(move || http(&addr, "GET", "/slow/sleep?ms=700", &[], b""));
+    std::thread::sleep(Duration::from_millis(200));
+    let status = s.stop();
+    assert!(status.success(), "{status:?}");
+    let r = slow.join().expect("join");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "slept\n");
+}
+
+#[test]
+fn in_flight_and_concurrency_caps_answer_503() {
+    let s = Server::start(&["--max-in-flight", "2"]);
+    deploy(
+        &s,
+        app_dir(
+            "cap",
+            "1",
+            &[("web", "/cap/...")],
+            "[component.limits]\nmax_concurrency = 1",
+        )
+        .path(),
+    );
+    let addr = s.data.clone();
+    let first = std::thread::spawn(move || http(&addr, "GET", "/cap/sleep?ms=800", &[], b""));
+    std::thread::sleep(Duration::from_millis(200));
+    let r = s.get("/cap/hello");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-wharf-error"), Some("concurrency"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(first.join().expect("join").status, 200);
+    assert_eq!(s.get("/cap/hello").status, 200);
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let s = Server::start(&[]);
+    let env = Env::isolated();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = env.wharf(&[
+        "serve",
+        "--listen",
+        &s.data,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("cannot listen on") && stderr(&o).contains("--listen"),
+        "{}",
+        stderr(&o)
+    );
+}
