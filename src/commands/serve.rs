@@ -115,6 +115,7 @@ impl ServeCommand {
             .or_else(default_state_dir)
             .context("no state directory: pass --state-dir (or set HOME)")?;
         create_private_dir(&state_dir)?;
+        let _lock = lock_state_dir(&state_dir)?;
         let registry = wharf_registry::SqliteRegistry::open(&state_dir.join("registry"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let token_path = self
@@ -214,6 +215,25 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             })?;
     }
     Ok(())
+}
+
+/// Holds an exclusive lock on STATE_DIR/server.lock for the life of the server, so a
+/// second server on the same state directory is refused at start instead of sharing it.
+fn lock_state_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        anyhow::anyhow!(
+            "another wharf serve is using the state directory `{}`; stop it, or pass a different --state-dir",
+            dir.display()
+        )
+    })?;
+    Ok(file)
 }
 
 async fn shutdown_signal() {

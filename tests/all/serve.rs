@@ -693,3 +693,98 @@ fn port_in_use_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn second_server_on_the_same_state_dir_is_refused() {
+    let s = Server::start(&[]);
+    let env = Env::isolated();
+    let o = env.wharf(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        s.state.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("another wharf serve is using the state directory"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn kill_9_during_deploys_leaves_a_whole_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let v1 = app_dir(
+        "crash",
+        "1",
+        &[("web", "/crash/...")],
+        "[component.environment]\nVERSION = \"1\"",
+    );
+    for round in 0..4u64 {
+        let mut s = Server::start_in(&state, &[]);
+        if round == 0 {
+            deploy(&s, v1.path());
+        }
+        // Start a stream of deploys (each a new version), then kill -9 mid-way.
+        let versions: Vec<tempfile::TempDir> = (0..6)
+            .map(|i| {
+                let v = format!("{}", 100 * (round + 1) + i);
+                app_dir(
+                    "crash",
+                    &v,
+                    &[("web", "/crash/...")],
+                    &format!("[component.environment]\nVERSION = \"{v}\""),
+                )
+            })
+            .collect();
+        let admin = s.admin.clone();
+        let token = s.token();
+        let bundles: Vec<Vec<u8>> = versions.iter().map(|d| bundle(d.path())).collect();
+        let deployer = std::thread::spawn(move || {
+            for b in bundles {
+                let auth = format!("Bearer {token}");
+                // The connection dies with the server; that is the point.
+                let r = std::panic::catch_unwind(|| {
+                    http(
+                        &admin,
+                        "PUT",
+                        "/v1/apps/crash",
+                        &[("authorization", &auth)],
+                        &b,
+                    )
+                });
+                if r.is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(30 + 45 * round));
+        s.child.kill().expect("kill -9");
+        let _ = s.child.wait();
+        let _ = deployer.join();
+        drop(s);
+
+        // After a restart the app is whole: its recorded version serves, and it
+        // matches what the admin API reports.
+        let s = Server::start_in(&state, &[]);
+        let info = s.admin("GET", "/v1/apps/crash", b"");
+        assert_eq!(info.status, 200, "round {round}: {}", info.text());
+        let version = info.json()["version"]
+            .as_str()
+            .expect("version")
+            .to_string();
+        let r = s.get("/crash/hello");
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        assert_eq!(
+            r.header("x-version"),
+            Some(version.as_str()),
+            "round {round}"
+        );
+        drop(s);
+    }
+}
