@@ -16,15 +16,22 @@ struct Cli {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // A server logs each request by default; one-shot commands only warnings, so that a
+    // guest's own stderr stays clean. WHARF_LOG (e.g. `debug`, `wharf_http=trace`)
+    // overrides either.
+    let default = match cli.command {
+        commands::Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let cli = Cli::parse();
     let code = cli.command.execute();
     std::process::exit(code);
 }

@@ -42,6 +42,15 @@ fn main() {
     println!("cargo:rerun-if-changed={}", guests.join("http").display());
     println!("cargo:rerun-if-changed={}", wat.display());
 
+    let example = root
+        .parent()
+        .expect("repo root")
+        .join("examples/http-hello");
+    println!("cargo:rerun-if-changed={}", example.join("src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        example.join("Cargo.toml").display()
+    );
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let target_dir = out.join("guests-target");
     build(
@@ -79,6 +88,17 @@ fn main() {
         code,
         "/// The calculator component with typed exports.\npub const CALC_COMPONENT: &str = {:?};",
         calc.display().to_string()
+    )
+    .expect("write");
+    let example_target = out.join("example-target");
+    build(&example, &example_target, "wasm32-wasip2", &[]);
+    let example_wasm = example_target.join("wasm32-wasip2/release/http_hello.wasm");
+    assert!(example_wasm.exists(), "examples/http-hello was not built");
+    writeln!(
+        code,
+        "/// The shipped example `examples/http-hello`, built.\npub const EXAMPLE_HTTP_HELLO: &str = {:?};\n/// Its directory (holding wharf.toml).\npub const EXAMPLE_HTTP_HELLO_DIR: &str = {:?};",
+        example_wasm.display().to_string(),
+        example.display().to_string()
     )
     .expect("write");
     let http = target_dir.join("wasm32-wasip2/release/http_test.wasm");

@@ -788,3 +788,23 @@ fn kill_9_during_deploys_leaves_a_whole_version() {
         drop(s);
     }
 }
+
+#[test]
+fn the_shipped_example_deploys_and_answers() {
+    let s = Server::start(&[]);
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        Path::new(guests::EXAMPLE_HTTP_HELLO_DIR).join("wharf.toml"),
+        d.path().join("wharf.toml"),
+    )
+    .expect("copy manifest");
+    std::fs::copy(guests::EXAMPLE_HTTP_HELLO, d.path().join("http_hello.wasm")).expect("copy wasm");
+    deploy(&s, d.path());
+    let r = s.get("/hello?name=Ada");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "Hello, Ada! (served by Wharf from /hello?name=Ada)\n"
+    );
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+}
