@@ -45,14 +45,23 @@ impl Server {
         .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn wharf serve");
         let stdout = child.stdout.take().expect("stdout");
+        // Drain stderr (request logs) so that a full pipe can never stall the server;
+        // keep it in a file for post-mortems.
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let log_path = state.with_extension("stderr.log");
+        let _ = std::fs::create_dir_all(state.parent().expect("parent"));
+        let mut log = std::fs::File::create(&log_path).expect("log file");
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut err_pipe, &mut log);
+        });
         let mut lines = BufReader::new(stdout).lines();
         let (mut data, mut admin) = (String::new(), String::new());
         while data.is_empty() || admin.is_empty() {
             let line = match lines.next() {
                 Some(Ok(l)) => l,
                 _ => {
-                    let mut err = String::new();
-                    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                    let _ = child.wait();
+                    let err = std::fs::read_to_string(&log_path).unwrap_or_default();
                     panic!("wharf serve exited early: {err}");
                 }
             };
