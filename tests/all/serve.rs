@@ -817,3 +817,32 @@ fn the_shipped_example_deploys_and_answers() {
     );
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
 }
+
+#[test]
+fn route_parameters_reach_the_guest_and_cannot_be_spoofed() {
+    let s = Server::start(&[]);
+    deploy(
+        &s,
+        app_dir(
+            "users",
+            "1",
+            &[("one", "/users/:id/hello"), ("all", "/files/...")],
+            "",
+        )
+        .path(),
+    );
+    let r = http(
+        &s.data,
+        "GET",
+        "/users/42/hello",
+        &[("wharf-param-id", "spoofed"), ("wharf-evil", "x")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-wharf-param-id"), Some("42"));
+    assert_eq!(r.header("x-wharf-matched-route"), Some("/users/:id/hello"));
+    assert_eq!(r.header("x-wharf-evil"), None);
+    let r = s.get("/files/a/b/hello");
+    assert_eq!(r.header("x-wharf-path-info"), Some("/a/b/hello"));
+    assert_eq!(r.header("x-wharf-matched-route"), Some("/files/..."));
+}

@@ -32,6 +32,9 @@ use crate::host::{HostState, linker};
 use crate::logs::AppLogs;
 use crate::metrics::Metrics;
 
+/// How old an unreferenced blob must be before garbage collection deletes it.
+pub const BLOB_GC_GRACE: Duration = Duration::from_secs(600);
+
 /// Server-wide settings and per-component defaults.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -591,7 +594,20 @@ impl AppHost {
         });
         tracing::info!(app = %info.name, version = %info.version, revision = info.revision,
             "deployed in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+        self.collect_garbage();
         Ok(info)
+    }
+
+    /// Deletes blobs that no app references any more (old versions, removed apps,
+    /// interrupted deploys), in the background. The grace period keeps blobs a deploy
+    /// in progress has just written.
+    pub fn collect_garbage(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || match this.registry.gc(BLOB_GC_GRACE) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("registry: removed {n} unreferenced blob file(s)"),
+            Err(e) => tracing::warn!("registry garbage collection failed: {e}"),
+        });
     }
 
     /// Refuses routes that overlap another app's, naming both.
@@ -629,6 +645,7 @@ impl AppHost {
             .map_err(|e| DeployError::Internal(anyhow::anyhow!("remove task failed: {e}")))??;
         self.swap(|apps| apps.into_iter().filter(|a| &*a.name != name).collect());
         tracing::info!(app = %name, "removed");
+        self.collect_garbage();
         Ok(current.info())
     }
 }

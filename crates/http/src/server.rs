@@ -157,7 +157,7 @@ impl DataPlane {
             );
         };
         let path = req.uri().path().to_string();
-        let Some((app, idx, _m)) = self.host.table().lookup(&path) else {
+        let Some((app, idx, matched)) = self.host.table().lookup(&path) else {
             metrics.refuse("no-route");
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -185,6 +185,7 @@ impl DataPlane {
             self.count_failure(&app, "body-too-large");
             return self.finish(&app, idx, started, too_large(comp.max_body));
         }
+        route_headers(req.headers_mut(), comp.route.as_str(), &matched);
         if !req.headers().contains_key(http::header::HOST) {
             // wasi:http needs an authority; HTTP/1.0 clients may send none.
             req.headers_mut().insert(
@@ -416,6 +417,34 @@ fn classify(e: &wharf_engine::wasmtime::Error, hit_cap: bool) -> Failure {
         _ if hit_cap => Failure::Memory,
         Some(t) => Failure::Trap(t.to_string()),
         None => Failure::Trap(format!("{e}")),
+    }
+}
+
+/// Tells the guest how it was routed, as Spin does with its `spin-*` headers:
+/// `wharf-matched-route` (the pattern), `wharf-path-info` (the part below a `...`
+/// route), and `wharf-param-NAME` for each `:NAME` segment. Client-sent `wharf-*`
+/// headers are removed first, so a guest can trust these.
+fn route_headers(headers: &mut http::HeaderMap, pattern: &str, m: &wharf_manifest::RouteMatch) {
+    let spoofed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("wharf-"))
+        .cloned()
+        .collect();
+    for k in spoofed {
+        headers.remove(&k);
+    }
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::try_from(name),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    };
+    set("wharf-matched-route", pattern);
+    set("wharf-path-info", &m.rest);
+    for (k, v) in &m.params {
+        set(&format!("wharf-param-{}", k.to_ascii_lowercase()), v);
     }
 }
 

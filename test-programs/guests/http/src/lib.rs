@@ -1,7 +1,8 @@
 //! A `wasi:http/proxy` component for Wharf's server tests. It dispatches on the last
 //! segment of the request path:
 //! - `hello`: 200 "hello from GREETING" (env var, default "wharf"), header `x-version`
-//!   from env `VERSION`, and the app-visible path in `x-path`;
+//!   from env `VERSION`, the path in `x-path`, and every `wharf-*` request header
+//!   echoed back as `x-wharf-*`;
 //! - `echo`: echoes the request body, `x-body-len` says how long it was;
 //! - `spin`: loops forever (a hostile guest);
 //! - `membomb`: allocates until it fails;
@@ -25,12 +26,19 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             "hello" => {
                 let greeting = std::env::var("GREETING").unwrap_or_else(|_| "wharf".into());
                 let version = std::env::var("VERSION").unwrap_or_default();
-                respond(
-                    out,
-                    200,
-                    &[("x-version", version.as_bytes()), ("x-path", path.as_bytes())],
-                    format!("hello from {greeting}\n").as_bytes(),
-                );
+                // Echo the routing headers the host adds (wharf-*), prefixed with x-.
+                let mut headers: Vec<(String, Vec<u8>)> = vec![
+                    ("x-version".into(), version.into_bytes()),
+                    ("x-path".into(), path.as_bytes().to_vec()),
+                ];
+                for (k, v) in request.headers().entries() {
+                    if k.starts_with("wharf-") {
+                        headers.push((format!("x-{k}"), v));
+                    }
+                }
+                let refs: Vec<(&str, &[u8])> =
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                respond(out, 200, &refs, format!("hello from {greeting}\n").as_bytes());
             }
             "echo" => {
                 let body = read_body(&request);
