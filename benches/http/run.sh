@@ -18,6 +18,11 @@ cargo build --release -q -p wharf -p hyper-hello
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/http-hello/Cargo.toml --target-dir "$T/examples"
 COMPONENT="$T/examples/wasm32-wasip2/release/http_hello.wasm"
 
+# Backtrace capture on every internal error costs both servers alike; production
+# servers run without it.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+export WHARF_LOG="${WHARF_LOG:-info}"
+
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -54,7 +59,7 @@ wait_port 18082
 # Warm up each server, then measure.
 run_wrk() { wrk -t2 -c"$2" -d"$DUR"s --latency "$1" 2>&1; }
 parse() { # rps p50 p99 from wrk output
-    awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {printf "%s %s %s", rps, p50, p99}'
+    awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {printf "%s %s %s\n", rps, p50, p99}'
 }
 declare -A RPS
 echo "| server | concurrency | requests/s | p50 | p99 |"
