@@ -104,7 +104,7 @@ impl AppsCommand {
                         "{:<20} {:<12} {:>4}  {}",
                         a["name"].as_str().unwrap_or(""),
                         a["version"].as_str().unwrap_or(""),
-                        a["revision"],
+                        a["revision"].as_u64().unwrap_or(0),
                         routes.join(", ")
                     );
                 }
