@@ -29,6 +29,43 @@ pub struct DeployCommand {
     json: bool,
 }
 
+/// Adds every regular file below `root` to the bundle as `prefix/relative/path`.
+/// Symbolic links are refused: a bundle carries regular files only, so nothing in it
+/// can point outside the app.
+fn add_tree(
+    root: &std::path::Path,
+    prefix: &str,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut stack = vec![(root.to_path_buf(), prefix.to_string())];
+    while let Some((dir, bundle_path)) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading `{}`", dir.display()))?
+        {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = format!("{bundle_path}/{name}");
+            if kind.is_symlink() {
+                anyhow::bail!(
+                    "`{}` is a symbolic link; mounted directories may hold only regular files and directories",
+                    entry.path().display()
+                );
+            } else if kind.is_dir() {
+                stack.push((entry.path(), path));
+            } else if kind.is_file() {
+                files.insert(
+                    path,
+                    std::fs::read(entry.path())
+                        .with_context(|| format!("reading `{}`", entry.path().display()))?,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DeployCommand {
     /// Runs the command; returns the exit code.
     pub fn execute(self) -> i32 {
@@ -75,6 +112,19 @@ impl DeployCommand {
                 )
             })?;
             files.insert(c.source.clone(), bytes);
+        }
+        for c in &manifest.components {
+            for (i, m) in c.files.iter().enumerate() {
+                let root = dir.join(&m.source);
+                if !root.is_dir() {
+                    anyhow::bail!(
+                        "component `{}`: files[{i}].source `{}` is not a directory next to the manifest",
+                        c.id,
+                        root.display()
+                    );
+                }
+                add_tree(&root, &m.source, &mut files)?;
+            }
         }
         let size: usize = files.values().map(Vec::len).sum();
         let tarball = wharf_http::bundle::Bundle::pack(&files)?;

@@ -37,6 +37,15 @@ pub struct ServeCommand {
     /// [default: $XDG_DATA_HOME/wharf or ~/.local/share/wharf].
     #[arg(long, value_name = "DIR", env = "WHARF_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Where `wasi:keyvalue` data lives: `embedded` (a SQLite file in the state
+    /// directory, the default) or a Redis URL (`redis://host:6379`) shared by many nodes.
+    #[arg(long, value_name = "embedded|URL", default_value = "embedded")]
+    key_value: String,
+    /// A TOML file of values for apps' [variables]: `name = "value"` for every app, or
+    /// under an `[app-name]` table for one app. Read at every deploy and restart;
+    /// WHARF_VAR_<APP>_<NAME> and WHARF_VAR_<NAME> in the environment work too.
+    #[arg(long, value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
     /// Read the admin token from FILE instead of STATE_DIR/admin-token.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
@@ -147,8 +156,47 @@ impl ServeCommand {
         config.default_max_concurrency = self.max_concurrency;
         config.max_bundle = self.max_bundle_size;
         config.compiler = Compiler::bounded(self.compile_timeout, self.compile_max_memory)?;
+        if let Some(f) = &self.secrets_file {
+            // Checked now so that a typo is reported at start, not at the first deploy.
+            std::fs::read_to_string(f)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the secrets file `{}` (--secrets-file): {e}",
+                        f.display()
+                    )
+                })?
+                .parse::<toml::Table>()
+                .map_err(|e| {
+                    anyhow::anyhow!("the secrets file `{}` is not valid TOML: {e}", f.display())
+                })?;
+        }
+        config.secrets_file = self.secrets_file.clone();
+        let kv: Arc<dyn wharf_host_keyvalue::KvBackend> = if self.key_value == "embedded" {
+            Arc::new(
+                wharf_host_keyvalue::SqliteKv::open(&state_dir.join("kv.db"))
+                    .map_err(|e| anyhow::anyhow!("opening the embedded key-value store: {e}"))?,
+            )
+        } else if self.key_value.starts_with("redis://") || self.key_value.starts_with("rediss://")
+        {
+            Arc::new(
+                wharf_host_keyvalue::RedisKv::connect(&self.key_value)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--key-value {}: {e}", self.key_value))?,
+            )
+        } else {
+            anyhow::bail!(
+                "--key-value `{}`: use `embedded` or a Redis URL such as redis://127.0.0.1:6379",
+                self.key_value
+            );
+        };
         let metrics = Arc::new(Metrics::new());
-        let host = Arc::new(AppHost::new(engine, Arc::new(registry), config, metrics)?);
+        let host = Arc::new(AppHost::new(
+            engine,
+            Arc::new(registry),
+            kv,
+            config,
+            metrics,
+        )?);
 
         // Bind both sockets before anything else can fail late, so that a port in use
         // is reported at once.

@@ -19,6 +19,7 @@ const BINS: &[&str] = &[
     "recurse",
     "trap",
     "fuel",
+    "wagi",
 ];
 
 fn main() {
@@ -42,14 +43,18 @@ fn main() {
     println!("cargo:rerun-if-changed={}", guests.join("http").display());
     println!("cargo:rerun-if-changed={}", wat.display());
 
-    let example = root
-        .parent()
-        .expect("repo root")
-        .join("examples/http-hello");
-    println!("cargo:rerun-if-changed={}", example.join("src").display());
+    let examples = root.parent().expect("repo root").join("examples");
+    let example = examples.join("http-hello");
+    let guestbook = examples.join("guestbook");
+    for dir in [&example, &guestbook] {
+        for part in ["src", "wit", "Cargo.toml"] {
+            println!("cargo:rerun-if-changed={}", dir.join(part).display());
+        }
+    }
+    // The guests and examples read the shared WIT packages.
     println!(
         "cargo:rerun-if-changed={}",
-        example.join("Cargo.toml").display()
+        root.parent().expect("repo root").join("wit").display()
     );
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let target_dir = out.join("guests-target");
@@ -99,6 +104,16 @@ fn main() {
         "/// The shipped example `examples/http-hello`, built.\npub const EXAMPLE_HTTP_HELLO: &str = {:?};\n/// Its directory (holding wharf.toml).\npub const EXAMPLE_HTTP_HELLO_DIR: &str = {:?};",
         example_wasm.display().to_string(),
         example.display().to_string()
+    )
+    .expect("write");
+    build(&guestbook, &example_target, "wasm32-wasip2", &[]);
+    let guestbook_wasm = example_target.join("wasm32-wasip2/release/guestbook.wasm");
+    assert!(guestbook_wasm.exists(), "examples/guestbook was not built");
+    writeln!(
+        code,
+        "/// The example `examples/guestbook`, built.\npub const EXAMPLE_GUESTBOOK: &str = {:?};\n/// Its directory.\npub const EXAMPLE_GUESTBOOK_DIR: &str = {:?};",
+        guestbook_wasm.display().to_string(),
+        guestbook.display().to_string()
     )
     .expect("write");
     let http = target_dir.join("wasm32-wasip2/release/http_test.wasm");

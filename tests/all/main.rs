@@ -2,6 +2,7 @@
 //! source in `test-programs/`. One test binary, one module per area.
 
 mod cache;
+mod capabilities;
 mod compile;
 mod errors;
 mod invoke;

@@ -28,9 +28,22 @@ impl Server {
         s
     }
 
+    pub fn start_with_env(extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let mut s = Server::start_full(&state, extra, vars);
+        s._state_dir = Some(dir);
+        s
+    }
+
     pub fn start_in(state: &Path, extra: &[&str]) -> Server {
+        Server::start_full(state, extra, &[])
+    }
+
+    fn start_full(state: &Path, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let env = Env::isolated();
         let mut cmd = env.cmd();
+        cmd.envs(vars.iter().copied());
         cmd.args([
             "serve",
             "--listen",
@@ -361,18 +374,27 @@ fn auth_is_required_and_failures_change_nothing() {
 }
 
 pub fn bundle(dir: &Path) -> Vec<u8> {
+    bundle_files(dir, &["wharf.toml", "app.wasm"])
+}
+
+/// A tar of the named files of `dir`, made by the system's tar (so symlinks stay links).
+pub fn bundle_files(dir: &Path, files: &[&str]) -> Vec<u8> {
     let out = Command::new("tar")
-        .args([
-            "-c",
-            "-C",
-            dir.to_str().expect("utf8"),
-            "wharf.toml",
-            "app.wasm",
-        ])
+        .args(["-c", "-C", dir.to_str().expect("utf8")])
+        .args(files)
         .output()
         .expect("tar");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
+}
+
+/// Same as [`bundle_files`]; named for tests that smuggle odd entries in.
+pub fn bundle_with(dir: &Path, files: &[&str]) -> Vec<u8> {
+    bundle_files(dir, files)
 }
 
 #[test]

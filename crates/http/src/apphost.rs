@@ -24,13 +24,17 @@ use wharf_engine::compile::Compiler;
 use wharf_engine::load::{LoadOptions, Program, load_file};
 use wharf_engine::wasmtime::component::Linker;
 use wharf_engine::{WharfEngine, WharfError};
-use wharf_manifest::{Manifest, Route, RouteMatch, parse_manifest};
+use wharf_manifest::{Executor, Manifest, Route, RouteMatch, parse_manifest};
 use wharf_registry::{ComponentBlob, NewApp, Registry, RegistryError};
 
 use crate::bundle::{Bundle, BundleError};
-use crate::host::{HostState, linker};
+use crate::host::{Grants, HostState, linker};
 use crate::logs::AppLogs;
 use crate::metrics::Metrics;
+use crate::wagi::{self, WagiState};
+
+/// The registry entry that keeps a whole bundle (for apps with file mounts).
+pub const BUNDLE_BLOB_ID: &str = "@bundle";
 
 /// How old an unreferenced blob must be before garbage collection deletes it.
 pub const BLOB_GC_GRACE: Duration = Duration::from_secs(600);
@@ -52,6 +56,9 @@ pub struct HostConfig {
     pub max_bundle: u64,
     /// How to compile (bounded child process in the server).
     pub compiler: Compiler,
+    /// A TOML file of variable values (`name = "value"` for every app, or under an
+    /// `[app-name]` table for one app), read at each deploy and restore.
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl HostConfig {
@@ -65,8 +72,17 @@ impl HostConfig {
             default_max_concurrency: 1000,
             max_bundle: crate::bundle::DEFAULT_MAX_BUNDLE,
             compiler: Compiler::InProcess,
+            secrets_file: None,
         }
     }
+}
+
+/// How a component is run, pre-linked once per version.
+pub enum Exec {
+    /// A `wasi:http/proxy` component.
+    Proxy(ProxyPre<HostState>),
+    /// A wasip1 module run CGI-style.
+    Wagi(wharf_engine::wasmtime::InstancePre<WagiState>),
 }
 
 /// A component ready to serve.
@@ -76,9 +92,9 @@ pub struct LoadedComponent {
     /// Its route.
     pub route: Route,
     /// Pre-linked, instantiated per request.
-    pub pre: ProxyPre<HostState>,
-    /// Environment variables.
-    pub env: Vec<(String, String)>,
+    pub exec: Exec,
+    /// What it is granted (environment, variables, mounts, ...).
+    pub grants: Grants,
     /// Memory cap.
     pub memory: u64,
     /// Deadline.
@@ -271,7 +287,9 @@ impl LoadedApp {
 /// The app host.
 pub struct AppHost {
     engine: WharfEngine,
+    kv: Arc<dyn wharf_host_keyvalue::KvBackend>,
     linker: Linker<HostState>,
+    wagi_linker: wharf_engine::wasmtime::Linker<WagiState>,
     registry: Arc<dyn Registry>,
     load_opts: LoadOptions,
     table: RwLock<Arc<RouteTable>>,
@@ -287,10 +305,12 @@ impl AppHost {
     pub fn new(
         engine: WharfEngine,
         registry: Arc<dyn Registry>,
+        kv: Arc<dyn wharf_host_keyvalue::KvBackend>,
         config: HostConfig,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<AppHost> {
         let linker = linker(engine.engine()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let wagi_linker = wagi::linker(engine.engine()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let load_opts = LoadOptions {
             cache: Some(wharf_engine::artifact::ArtifactCache::new(
                 config.state_dir.join("cache"),
@@ -301,7 +321,9 @@ impl AppHost {
         };
         Ok(AppHost {
             engine,
+            kv,
             linker,
+            wagi_linker,
             registry,
             load_opts,
             table: RwLock::new(Arc::new(RouteTable::default())),
@@ -315,6 +337,11 @@ impl AppHost {
     /// The engine.
     pub fn engine(&self) -> &WharfEngine {
         &self.engine
+    }
+
+    /// The key-value backend.
+    pub fn kv(&self) -> &Arc<dyn wharf_host_keyvalue::KvBackend> {
+        &self.kv
     }
 
     /// The settings.
@@ -389,6 +416,14 @@ impl AppHost {
     fn load_record(&self, rec: &wharf_registry::AppRecord) -> Result<LoadedApp, DeployError> {
         let manifest = parse_manifest(&rec.manifest)
             .map_err(|e| DeployError::Invalid(format!("stored manifest: {e}")))?;
+        let vars = self.resolve_variables(&manifest)?;
+        let bundle = match rec.components.iter().find(|b| b.id == BUNDLE_BLOB_ID) {
+            Some(b) => Some((
+                b.sha256.clone(),
+                Bundle::read(&self.registry.get_blob(&b.sha256)?, u64::MAX)?,
+            )),
+            None => None,
+        };
         let mut comps = Vec::new();
         for spec in &manifest.components {
             let blob = rec
@@ -399,7 +434,18 @@ impl AppHost {
                     DeployError::Invalid(format!("component `{}` has no stored blob", spec.id))
                 })?;
             let path = self.registry.blob_path(&blob.sha256)?;
-            comps.push(self.prepare_component(&manifest, &spec.id, &path, &blob.sha256)?);
+            let mounts = match &bundle {
+                Some((sha, b)) => self.extract_mounts(&manifest, &spec.id, sha, b)?,
+                None => Vec::new(),
+            };
+            comps.push(self.prepare_component(
+                &manifest,
+                &spec.id,
+                &path,
+                &blob.sha256,
+                &vars,
+                mounts,
+            )?);
         }
         Ok(LoadedApp {
             name: rec.name.as_str().into(),
@@ -411,12 +457,137 @@ impl AppHost {
         })
     }
 
+    /// Resolves the app's `[variables]`: the secrets file (`[app]` table, then top
+    /// level), then `WHARF_VAR_<APP>_<NAME>` and `WHARF_VAR_<NAME>` in the server's
+    /// environment, then the manifest default. A required variable without a value fails.
+    pub fn resolve_variables(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Vec<(String, String)>, DeployError> {
+        let app = &manifest.app.name;
+        let secrets: toml::Table = match &self.config.secrets_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    DeployError::Internal(anyhow::anyhow!(
+                        "cannot read the secrets file `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+                text.parse().map_err(|e| {
+                    DeployError::Internal(anyhow::anyhow!(
+                        "the secrets file `{}` is not valid TOML: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let env_key = |parts: &[&str]| {
+            format!("WHARF_VAR_{}", parts.join("_"))
+                .to_ascii_uppercase()
+                .replace('-', "_")
+        };
+        let mut out = Vec::new();
+        for (name, spec) in &manifest.variables {
+            let from_secrets = secrets
+                .get(app.as_str())
+                .and_then(|t| t.get(name.as_str()))
+                .or_else(|| secrets.get(name.as_str()))
+                .and_then(|v| v.as_str().map(str::to_string));
+            let value = from_secrets
+                .or_else(|| std::env::var(env_key(&[app, name])).ok())
+                .or_else(|| std::env::var(env_key(&[name])).ok())
+                .or_else(|| spec.default.clone());
+            match value {
+                Some(v) => out.push((name.clone(), v)),
+                None if spec.required => {
+                    return Err(DeployError::Invalid(format!(
+                        "variable `{name}` of app `{app}` is required but has no value; set {} (or {}) in the server's environment, or add `{name} = \"...\"` under `[{app}]` in the secrets file (--secrets-file)",
+                        env_key(&[app, name]),
+                        env_key(&[name])
+                    )));
+                }
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the bundle files of each of a component's mounts into
+    /// `STATE/mounts/<bundle sha>/<component>/<index>/`, once (content-addressed by the
+    /// bundle; written to a temporary directory and renamed, so a crash leaves none or
+    /// all of it). Returns (host dir, guest path) pairs.
+    fn extract_mounts(
+        &self,
+        manifest: &Manifest,
+        id: &str,
+        bundle_sha: &str,
+        bundle: &Bundle,
+    ) -> Result<Vec<(PathBuf, String)>, DeployError> {
+        let spec = manifest
+            .component(id)
+            .ok_or_else(|| DeployError::Invalid(format!("no component `{id}`")))?;
+        let mut out = Vec::new();
+        for (i, m) in spec.files.iter().enumerate() {
+            let prefix = format!("{}/", m.source);
+            let files: Vec<(&String, &Vec<u8>)> = bundle
+                .files
+                .iter()
+                .filter(|(p, _)| p.starts_with(&prefix))
+                .collect();
+            if files.is_empty() {
+                return Err(DeployError::Invalid(format!(
+                    "component `{id}`: files[{i}].source `{}` is not a directory in the bundle",
+                    m.source
+                )));
+            }
+            let dir = self
+                .config
+                .state_dir
+                .join("mounts")
+                .join(bundle_sha)
+                .join(id)
+                .join(i.to_string());
+            if !dir.exists() {
+                let io = |e: std::io::Error| {
+                    DeployError::Internal(anyhow::anyhow!("extracting files for `{id}`: {e}"))
+                };
+                let parent = dir.parent().ok_or_else(|| {
+                    DeployError::Internal(anyhow::anyhow!("mount dir has no parent"))
+                })?;
+                std::fs::create_dir_all(parent).map_err(io)?;
+                let tmp = parent.join(format!(".{i}.tmp-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&tmp);
+                for (path, data) in &files {
+                    // Bundle paths are normalized (no `..`, not absolute) by Bundle::read.
+                    let rel = &path[prefix.len()..];
+                    let target = tmp.join(rel);
+                    if let Some(p) = target.parent() {
+                        std::fs::create_dir_all(p).map_err(io)?;
+                    }
+                    std::fs::write(&target, data).map_err(io)?;
+                }
+                if let Err(e) = std::fs::rename(&tmp, &dir) {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    // Another deploy of the same bundle may have won the race.
+                    if !dir.exists() {
+                        return Err(io(e));
+                    }
+                }
+            }
+            out.push((dir, m.dest.clone()));
+        }
+        Ok(out)
+    }
+
     fn prepare_component(
         &self,
         manifest: &Manifest,
         id: &str,
         wasm_path: &std::path::Path,
         sha256: &str,
+        variables: &[(String, String)],
+        mounts: Vec<(PathBuf, String)>,
     ) -> Result<LoadedComponent, DeployError> {
         let spec = manifest
             .component(id)
@@ -434,15 +605,75 @@ impl AppHost {
             }
             other => DeployError::Internal(anyhow::anyhow!("loading {what}: {other}")),
         })?;
-        let component = match loaded.program {
-            Program::Component(c) => c,
-            Program::Module(_) => {
+        let exec = match (spec.executor, loaded.program) {
+            (Executor::WasiHttp, Program::Component(c)) => {
+                Exec::Proxy(self.prepare_proxy(&what, &c)?)
+            }
+            (Executor::WasiHttp, Program::Module(_)) => {
                 return Err(DeployError::Invalid(format!(
                     "{what} is a core module; wharf serve runs `wasi:http/proxy` components \
-                     (WASI 0.2), e.g. built with `cargo build --target wasm32-wasip2`"
+                     (WASI 0.2), e.g. built with `cargo build --target wasm32-wasip2`, or \
+                     wasip1 modules with `executor = {{ type = \"wagi\" }}`"
+                )));
+            }
+            (Executor::Wagi, Program::Module(m)) => Exec::Wagi(
+                wagi::prepare(&self.wagi_linker, &m)
+                    .map_err(|why| DeployError::Invalid(format!("{what} {why}")))?,
+            ),
+            (Executor::Wagi, Program::Component(_)) => {
+                return Err(DeployError::Invalid(format!(
+                    "{what} is a component, but `executor = {{ type = \"wagi\" }}` runs wasip1 core \
+                     modules; drop the executor line to serve it as a `wasi:http/proxy` component"
                 )));
             }
         };
+        let limits = &spec.limits;
+        let max_concurrency = limits
+            .max_concurrency
+            .unwrap_or(self.config.default_max_concurrency);
+        let config = variables
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<wasmtime_wasi_config::WasiConfigVariables>();
+        Ok(LoadedComponent {
+            id: spec.id.as_str().into(),
+            route: spec.route.clone(),
+            exec,
+            grants: Grants {
+                env: spec
+                    .environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                config: Arc::new(config),
+                mounts,
+                kv_stores: spec.key_value_stores.clone(),
+                outbound: Arc::new(wharf_host_outbound::OutboundPolicy::new(
+                    wharf_host_outbound::AllowedHosts::parse(&spec.allowed_outbound_hosts)
+                        .map_err(|e| {
+                            DeployError::Invalid(format!(
+                                "component `{}`: allowed_outbound_hosts: {e}",
+                                spec.id
+                            ))
+                        })?,
+                )),
+            },
+            memory: limits.memory.unwrap_or(self.config.default_memory),
+            timeout: limits.timeout.unwrap_or(self.config.default_timeout),
+            max_body: limits.max_body.unwrap_or(self.config.default_max_body),
+            concurrency: Arc::new(Semaphore::new(max_concurrency as usize)),
+            max_concurrency,
+            source: spec.source.clone(),
+            sha256: sha256.to_string(),
+        })
+    }
+
+    fn prepare_proxy(
+        &self,
+        what: &str,
+        component: &wharf_engine::wasmtime::component::Component,
+    ) -> Result<ProxyPre<HostState>, DeployError> {
+        let component = component.clone();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let chain = e
                 .chain()
@@ -464,27 +695,7 @@ impl AppHost {
                  component (a `wasi:http/proxy` world); `wharf run` runs command components"
             ))
         })?;
-        let limits = &spec.limits;
-        let max_concurrency = limits
-            .max_concurrency
-            .unwrap_or(self.config.default_max_concurrency);
-        Ok(LoadedComponent {
-            id: spec.id.as_str().into(),
-            route: spec.route.clone(),
-            pre,
-            env: spec
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            memory: limits.memory.unwrap_or(self.config.default_memory),
-            timeout: limits.timeout.unwrap_or(self.config.default_timeout),
-            max_body: limits.max_body.unwrap_or(self.config.default_max_body),
-            concurrency: Arc::new(Semaphore::new(max_concurrency as usize)),
-            max_concurrency,
-            source: spec.source.clone(),
-            sha256: sha256.to_string(),
-        })
+        Ok(pre)
     }
 
     /// Deploys (or replaces) an app from bundle bytes. `expected_name`, when given (the
@@ -510,7 +721,8 @@ impl AppHost {
         mode: DeployMode,
     ) -> Result<AppInfo, DeployError> {
         let max = self.config.max_bundle;
-        let bundle = Bundle::read(&bundle, max)?;
+        let raw_bundle = bundle;
+        let bundle = Bundle::read(&raw_bundle, max)?;
         let text = bundle.manifest().map_err(DeployError::Invalid)?;
         let manifest =
             parse_manifest(&text).map_err(|e| DeployError::Invalid(format!("wharf.toml: {e}")))?;
@@ -546,13 +758,31 @@ impl AppHost {
         let this = self.clone();
         let started = Instant::now();
         let app = tokio::task::spawn_blocking(move || -> Result<LoadedApp, DeployError> {
+            let vars = this.resolve_variables(&manifest)?;
             let mut blobs = Vec::new();
             let mut comps = Vec::new();
+            // Mounted files travel in the bundle, kept whole as one more blob.
+            let bundle_sha = if manifest.components.iter().any(|c| !c.files.is_empty()) {
+                let sha = this.registry.put_blob(&raw_bundle)?;
+                blobs.push(ComponentBlob {
+                    id: BUNDLE_BLOB_ID.to_string(),
+                    sha256: sha.clone(),
+                    size: raw_bundle.len() as u64,
+                });
+                Some(sha)
+            } else {
+                None
+            };
             for spec in &manifest.components {
                 let bytes = &bundle.files[&spec.source];
                 let sha = this.registry.put_blob(bytes)?;
                 let path = this.registry.blob_path(&sha)?;
-                comps.push(this.prepare_component(&manifest, &spec.id, &path, &sha)?);
+                let mounts = match &bundle_sha {
+                    Some(b) => this.extract_mounts(&manifest, &spec.id, b, &bundle)?,
+                    None => Vec::new(),
+                };
+                comps
+                    .push(this.prepare_component(&manifest, &spec.id, &path, &sha, &vars, mounts)?);
                 blobs.push(ComponentBlob {
                     id: spec.id.clone(),
                     sha256: sha,

@@ -79,7 +79,7 @@ impl Bundle {
             }
             let mut data = Vec::with_capacity(size.min(max_size) as usize);
             (&mut entry)
-                .take(max_size + 1)
+                .take(max_size.saturating_add(1))
                 .read_to_end(&mut data)
                 .map_err(|e| BundleError::Unreadable(e.to_string()))?;
             if data.len() as u64 > max_size {

@@ -1,43 +1,78 @@
-//! The per-request host state of a `wasi:http/proxy` component and the linker that
-//! gives it `wasi:cli` (environment, stdio, exit — so that ordinary Rust, Python and JS
-//! components need no flags), the rest of WASI 0.2, and `wasi:http`.
-//!
-//! Outbound HTTP is denied here: a component gets only the capabilities its manifest
-//! grants, and outbound hosts are not grantable yet, so `send_request` answers
-//! `HTTP-request-denied`.
+//! The per-request host state of a component and the linker that gives it exactly what
+//! Wharf provides: `wasi:cli` (environment, stdio, exit — so that ordinary Rust, Python
+//! and JS components need no flags), the rest of WASI 0.2, `wasi:http`, `wasi:config`
+//! (the app's variables) and `wasi:logging` (into the app's log). Capabilities a
+//! manifest grants (read-only file mounts, `wasi:keyvalue` stores, outbound hosts for
+//! `wasi:http/outgoing-handler`) are carried by [`Grants`]; what is not granted does not
+//! exist for the guest: opening another store is `access-denied`, a request to another
+//! host is `HTTP-request-denied`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wharf_engine::TotalMemoryLimiter;
-use wharf_engine::wasmtime::component::{Linker, ResourceTable};
+use wharf_engine::wasmtime::component::{HasData, Linker, ResourceTable};
 use wharf_engine::wasmtime::{Engine, Result};
-use wharf_engine::wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wharf_engine::wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::logs::{AppLogs, LogStream};
+use wharf_host_keyvalue::{KvBackend, KvCtx, KvLimits, KvView};
+use wharf_host_outbound::{OutboundHooks, OutboundPolicy};
+
+use crate::logs::{AppLogs, LogLine, LogStream};
+
+mod logging_bindings {
+    wharf_engine::wasmtime::component::bindgen!({
+        path: "../../wit/deps/logging",
+        world: "wasi:logging/imports",
+        // The engine crate re-exports the one wasmtime every Wharf crate uses.
+        wasmtime_crate: wharf_engine::wasmtime,
+    });
+}
+use logging_bindings::wasi::logging::logging as wasi_logging;
+
+/// What one component is granted, resolved at deploy and shared by its requests.
+pub struct Grants {
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// The app's variables, for `wasi:config`.
+    pub config: Arc<WasiConfigVariables>,
+    /// Read-only mounts: host directory (extracted from the bundle) → guest path.
+    pub mounts: Vec<(PathBuf, String)>,
+    /// Key-value stores it may open.
+    pub kv_stores: Vec<String>,
+    /// Where it may send HTTP requests, and the caps on them.
+    pub outbound: Arc<OutboundPolicy>,
+}
 
 /// What one request's store holds.
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: OutboundHooks,
+    kv: KvCtx,
+    config: Arc<WasiConfigVariables>,
+    logs: Arc<AppLogs>,
+    component: Arc<str>,
     /// The total-memory limiter (also the peak-memory statistic).
     pub limiter: TotalMemoryLimiter,
 }
 
 impl HostState {
-    /// State for one request to `component` of `app`: its environment, its stdout and
-    /// stderr captured into the app's log, and the memory cap.
+    /// State for one request to `component` of `app`: its grants, its stdout and stderr
+    /// captured into the app's log, and the memory cap.
     pub fn new(
-        env: &[(String, String)],
+        grants: &Grants,
+        kv: &Arc<dyn KvBackend>,
         logs: &Arc<AppLogs>,
         app: &Arc<str>,
         component: &Arc<str>,
         max_memory: Option<u64>,
-    ) -> HostState {
+    ) -> Result<HostState> {
         let mut b = WasiCtxBuilder::new();
-        b.envs(env)
+        b.envs(&grants.env)
             .stdout(LogStream::new(
                 logs.clone(),
                 app.clone(),
@@ -50,13 +85,20 @@ impl HostState {
                 component.clone(),
                 "stderr",
             ));
-        HostState {
+        for (host, guest) in &grants.mounts {
+            b.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        Ok(HostState {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutbound,
+            hooks: OutboundHooks::new(grants.outbound.clone(), app.clone(), component.clone()),
+            kv: KvCtx::new(kv.clone(), app, &grants.kv_stores, KvLimits::default()),
+            config: grants.config.clone(),
+            logs: logs.clone(),
+            component: component.clone(),
             limiter: TotalMemoryLimiter::new(max_memory),
-        }
+        })
     }
 }
 
@@ -79,40 +121,61 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Hooks that refuse every outbound request.
-pub struct DenyOutbound;
+/// `wasi:logging` into the app's log.
+pub struct Logging<'a> {
+    logs: &'a AppLogs,
+    component: &'a str,
+}
 
-type SendResult = std::result::Result<
-    (
-        http::Response<wasmtime_wasi_http::WasiBody>,
-        Box<
-            dyn std::future::Future<Output = std::result::Result<(), wasmtime_wasi_http::Error>>
-                + Send,
-        >,
-    ),
-    wasmtime_wasi_http::Error,
->;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<
-            dyn std::future::Future<Output = std::result::Result<(), wasmtime_wasi_http::Error>>
-                + Send,
-        >,
-    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
-        tracing::info!(uri = %request.uri(), "outbound HTTP denied: no outbound hosts are granted");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+impl wasi_logging::Host for Logging<'_> {
+    fn log(&mut self, level: wasi_logging::Level, context: String, message: String) {
+        use wasi_logging::Level;
+        let stream = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Critical => "critical",
+        };
+        let mut line = if context.is_empty() {
+            message
+        } else {
+            format!("[{context}] {message}")
+        };
+        line.truncate(crate::logs::MAX_LINE);
+        tracing::debug!(component = self.component, level = stream, "{line}");
+        self.logs.push(LogLine {
+            ts_ms: crate::logs::now_ms(),
+            stream,
+            component: self.component.to_string(),
+            line,
+        });
     }
 }
 
-/// The linker every HTTP component is instantiated with: WASI 0.2 (cli, io, clocks,
-/// random, filesystem without preopens, sockets without grants) and `wasi:http`.
+struct HasLogging;
+impl HasData for HasLogging {
+    type Data<'a> = Logging<'a>;
+}
+
+/// The linker every HTTP component is instantiated with.
 pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wharf_engine::wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |h: &mut HostState| {
+        WasiConfig::from(&*h.config)
+    })?;
+    wharf_host_keyvalue::add_to_linker(&mut linker, |h: &mut HostState| KvView {
+        ctx: &mut h.kv,
+        table: &mut h.table,
+    })?;
+    wasi_logging::add_to_linker::<HostState, HasLogging>(&mut linker, |h: &mut HostState| {
+        Logging {
+            logs: &h.logs,
+            component: &h.component,
+        }
+    })?;
     Ok(linker)
 }

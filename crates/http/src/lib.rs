@@ -16,6 +16,7 @@ pub mod host;
 pub mod logs;
 pub mod metrics;
 pub mod server;
+pub mod wagi;
 
 pub use apphost::{AppHost, AppInfo, DeployError, DeployMode, HostConfig};
 pub use metrics::Metrics;

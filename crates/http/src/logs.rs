@@ -19,12 +19,20 @@ pub const MAX_BYTES: usize = 256 << 10;
 /// Longest line kept; longer ones are cut.
 pub const MAX_LINE: usize = 4096;
 
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// One captured line.
 #[derive(Clone, Debug, Serialize)]
 pub struct LogLine {
     /// Unix time in milliseconds.
     pub ts_ms: u64,
-    /// `stdout` or `stderr`.
+    /// `stdout` or `stderr`, or a `wasi:logging` level (`trace` ... `critical`).
     pub stream: &'static str,
     /// The component that wrote it.
     pub component: String,
@@ -122,12 +130,8 @@ impl LogStream {
 
     fn emit(&self, line: String) {
         tracing::debug!(app = %self.app, component = %self.component, stream = self.stream, "{line}");
-        let ts_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         self.logs.push(LogLine {
-            ts_ms,
+            ts_ms: now_ms(),
             stream: self.stream,
             component: self.component.to_string(),
             line,

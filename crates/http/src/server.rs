@@ -32,7 +32,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wharf_engine::limits::DEFAULT_HOSTCALL_FUEL;
 use wharf_engine::wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::apphost::{AppHost, LoadedApp};
+use crate::apphost::{AppHost, Exec, LoadedApp};
 use crate::host::HostState;
 use crate::metrics::{AppKind, AppLabel, AppStatus};
 
@@ -200,7 +200,7 @@ impl DataPlane {
             cap: comp.max_body,
             over: over_limit.clone(),
         });
-        let resp = self.run_guest(&app, idx, req, &over_limit).await;
+        let resp = self.run_guest(&app, idx, req, &over_limit, &matched).await;
         self.finish(&app, idx, started, resp)
     }
 
@@ -253,10 +253,28 @@ impl DataPlane {
         idx: usize,
         req: Request<CappedBody>,
         over_limit: &Arc<AtomicBool>,
+        matched: &wharf_manifest::RouteMatch,
     ) -> Response<ResponseBody> {
         let comp = &app.components[idx];
+        let pre = match &comp.exec {
+            Exec::Proxy(pre) => pre.clone(),
+            Exec::Wagi(pre) => return self.run_wagi(app, idx, pre, req, over_limit, matched).await,
+        };
         let deadline = Instant::now() + comp.timeout;
-        let state = HostState::new(&comp.env, &app.logs, &app.name, &comp.id, Some(comp.memory));
+        let state = match HostState::new(
+            &comp.grants,
+            self.host.kv(),
+            &app.logs,
+            &app.name,
+            &comp.id,
+            Some(comp.memory),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let failure = Failure::Trap(format!("setting up the sandbox failed: {e}"));
+                return self.failure_response(app, idx, failure);
+            }
+        };
         let mut store = Store::new(self.host.engine().engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel((comp.memory as usize).min(DEFAULT_HOSTCALL_FUEL));
@@ -287,7 +305,6 @@ impl DataPlane {
                 );
             }
         };
-        let pre = comp.pre.clone();
         let metrics = self.host.metrics.clone();
         let label = AppLabel {
             app: app.name.to_string(),
@@ -350,6 +367,16 @@ impl DataPlane {
         } else {
             failure
         };
+        self.failure_response(app, idx, failure)
+    }
+
+    fn failure_response(
+        &self,
+        app: &Arc<LoadedApp>,
+        idx: usize,
+        failure: Failure,
+    ) -> Response<ResponseBody> {
+        let comp = &app.components[idx];
         self.count_failure(app, failure.kind());
         let what = format!("component `{}` of app `{}`", comp.id, app.name);
         match failure {
@@ -384,6 +411,98 @@ impl DataPlane {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no-response",
                 &format!("wharf: {what} returned without setting a response"),
+            ),
+        }
+    }
+
+    async fn run_wagi(
+        &self,
+        app: &Arc<LoadedApp>,
+        idx: usize,
+        pre: &wharf_engine::wasmtime::InstancePre<crate::wagi::WagiState>,
+        req: Request<CappedBody>,
+        over_limit: &Arc<AtomicBool>,
+        matched: &wharf_manifest::RouteMatch,
+    ) -> Response<ResponseBody> {
+        let comp = &app.components[idx];
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) if over_limit.load(Ordering::Relaxed) => {
+                return self.failure_response(app, idx, Failure::BodyTooLarge);
+            }
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    &format!("wharf: reading the request body failed: {e:?}"),
+                );
+            }
+        };
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let env = crate::wagi::cgi_env(
+            &parts,
+            body.len(),
+            comp.route.as_str(),
+            &matched.rest,
+            &matched.matched,
+            &host,
+        );
+        let label = AppLabel {
+            app: app.name.to_string(),
+        };
+        let active = self.host.metrics.active.get_or_create(&label).clone();
+        active.inc();
+        let result = crate::wagi::run(
+            self.host.engine().engine(),
+            pre,
+            &comp.grants,
+            crate::wagi::WagiRequest { env, body },
+            &app.logs,
+            &app.name,
+            &comp.id,
+            &comp.source,
+            comp.memory,
+            comp.timeout,
+        )
+        .await;
+        active.dec();
+        use crate::wagi::WagiFailure as W;
+        match result {
+            Ok((status, headers, body)) => {
+                let mut resp = Response::new(
+                    Full::new(body)
+                        .map_err(|never: Infallible| match never {})
+                        .boxed_unsync(),
+                );
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::try_from(k),
+                        http::HeaderValue::try_from(v),
+                    ) {
+                        resp.headers_mut().append(k, v);
+                    }
+                }
+                resp
+            }
+            Err(W::Timeout) => self.failure_response(app, idx, Failure::Timeout),
+            Err(W::Memory) => self.failure_response(app, idx, Failure::Memory),
+            Err(W::Trap(t)) => self.failure_response(app, idx, Failure::Trap(t)),
+            Err(W::Exit(code)) => self.failure_response(
+                app,
+                idx,
+                Failure::GuestError(format!("the module exited with status {code}")),
+            ),
+            Err(W::BadOutput(why)) => self.failure_response(
+                app,
+                idx,
+                Failure::GuestError(format!("its output is not a CGI response: {why}")),
             ),
         }
     }

@@ -142,4 +142,13 @@ pub enum ManifestError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// Any other field with a value that breaks its rule.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Path of the offending key.
+        field: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
 }

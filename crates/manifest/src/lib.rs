@@ -91,7 +91,8 @@ mod size;
 
 pub use error::ManifestError;
 pub use manifest::{
-    AppMeta, ComponentLimits, ComponentSpec, Manifest, SUPPORTED_MANIFEST_VERSION, parse_manifest,
+    AppMeta, ComponentLimits, ComponentSpec, Executor, FileMount, Manifest,
+    SUPPORTED_MANIFEST_VERSION, VariableSpec, parse_manifest,
 };
 pub use route::{Route, RouteError, RouteMatch};
 pub use size::parse_size;

@@ -27,9 +27,44 @@ pub struct Manifest {
     pub manifest_version: u32,
     /// The `[app]` table.
     pub app: AppMeta,
-    /// The `[[component]]` tables, in file order; ids are unique and routes
-    /// pairwise non-overlapping.
+    /// The `[[component]]` tables, in file order; ids are unique and overlapping
+    /// routes differ in specificity.
     pub components: Vec<ComponentSpec>,
+    /// The `[variables]` table: names the app's components can read through
+    /// `wasi:config`, with their defaults; values come from the server at deploy.
+    pub variables: BTreeMap<String, VariableSpec>,
+}
+
+/// One entry of `[variables]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VariableSpec {
+    /// Used when the server has no value for it.
+    pub default: Option<String>,
+    /// A deploy without a value for it fails.
+    pub required: bool,
+    /// Never shown in API responses or logs.
+    pub secret: bool,
+}
+
+/// A read-only directory (or file) from the bundle, mounted into the guest.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileMount {
+    /// Relative path inside the bundle (a directory or a file).
+    pub source: String,
+    /// Absolute path where the guest sees it, e.g. `/static`.
+    pub dest: String,
+}
+
+/// How a component is invoked for a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Executor {
+    /// A `wasi:http/proxy` component (WASI 0.2), the default.
+    #[default]
+    WasiHttp,
+    /// A wasip1 core module run CGI-style: request in environment variables and
+    /// stdin, response (headers, blank line, body) on stdout.
+    Wagi,
 }
 
 /// The `[app]` table.
@@ -57,6 +92,15 @@ pub struct ComponentSpec {
     pub limits: ComponentLimits,
     /// Environment variables passed to the component.
     pub environment: BTreeMap<String, String>,
+    /// Key-value stores (`wasi:keyvalue`) it may open, by name.
+    pub key_value_stores: Vec<String>,
+    /// Outbound HTTP destinations (`scheme://host[:port]`, wildcards allowed); checked
+    /// in detail by the server.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Read-only mounts from the bundle.
+    pub files: Vec<FileMount>,
+    /// How it is invoked.
+    pub executor: Executor,
 }
 
 /// `[component.limits]`; every field is optional.
@@ -106,11 +150,13 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         components.push(component);
     }
     check_overlaps(&components)?;
+    let variables = validate_variables(raw.variables)?;
 
     Ok(Manifest {
         manifest_version: SUPPORTED_MANIFEST_VERSION,
         app,
         components,
+        variables,
     })
 }
 
@@ -194,13 +240,166 @@ fn validate_component(index: usize, raw: RawComponent) -> Result<ComponentSpec, 
         }
     }
 
+    for (i, store) in raw.key_value_stores.iter().enumerate() {
+        if let Some(reason) = store_name_problem(store) {
+            return Err(ManifestError::Invalid {
+                field: format!("{}[{i}]", field("key_value_stores")),
+                reason: format!(
+                    "{store:?} is not a store name: {reason}; use 1-64 of a-z, 0-9, '-' and '_' (e.g. \"default\")"
+                ),
+            });
+        }
+    }
+    for (i, host) in raw.allowed_outbound_hosts.iter().enumerate() {
+        if !host.contains("://") {
+            return Err(ManifestError::Invalid {
+                field: format!("{}[{i}]", field("allowed_outbound_hosts")),
+                reason: format!(
+                    "{host:?} has no scheme; write scheme://host[:port], e.g. \"https://api.example.com\" or \"http://127.0.0.1:8080\""
+                ),
+            });
+        }
+    }
+    let mut files = Vec::new();
+    for (i, raw_mount) in raw.files.into_iter().enumerate() {
+        let f = format!("{}[{i}]", field("files"));
+        let source = raw_mount.source.ok_or_else(|| {
+            missing(
+                format!("{f}.source"),
+                "add source = \"static\" (a directory in the bundle)",
+            )
+        })?;
+        let source = normalize_mount_source(&source).map_err(|reason| ManifestError::Invalid {
+            field: format!("{f}.source"),
+            reason: format!("{source:?} {reason}"),
+        })?;
+        let dest = raw_mount.dest.ok_or_else(|| {
+            missing(
+                format!("{f}.dest"),
+                "add dest = \"/static\" (where the guest sees it)",
+            )
+        })?;
+        let dest = normalize_dest(&dest).map_err(|reason| ManifestError::Invalid {
+            field: format!("{f}.dest"),
+            reason: format!("{dest:?} {reason}"),
+        })?;
+        if files.iter().any(|m: &FileMount| m.dest == dest) {
+            return Err(ManifestError::Invalid {
+                field: format!("{f}.dest"),
+                reason: format!("{dest:?} is already the destination of another mount"),
+            });
+        }
+        files.push(FileMount { source, dest });
+    }
+    let executor = match raw.executor.and_then(|e| e.kind).as_deref() {
+        None | Some("wasi-http") => Executor::WasiHttp,
+        Some("wagi") => Executor::Wagi,
+        Some(other) => {
+            return Err(ManifestError::Invalid {
+                field: field("executor.type"),
+                reason: format!(
+                    "{other:?} is not an executor; use \"wasi-http\" (a wasi:http/proxy component, the default) or \"wagi\" (a wasip1 module, CGI style)"
+                ),
+            });
+        }
+    };
+
     Ok(ComponentSpec {
         id,
         source,
         route,
         limits,
         environment: raw.environment,
+        key_value_stores: raw.key_value_stores,
+        allowed_outbound_hosts: raw.allowed_outbound_hosts,
+        files,
+        executor,
     })
+}
+
+fn store_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 64 {
+        return Some(format!("it is {} characters long", name.len()));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        .map(|c| format!("it contains {c:?}"))
+}
+
+/// A bundle path for a mount: relative, no `..`, `.` segments removed.
+fn normalize_mount_source(source: &str) -> Result<String, String> {
+    if source.starts_with('/') || source.contains('\\') {
+        return Err("must be a relative path inside the bundle".into());
+    }
+    let mut parts = Vec::new();
+    for seg in source.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err("must stay inside the bundle ('..' is not allowed)".into()),
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err("names no path; use a directory such as \"static\"".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// A guest path for a mount: absolute, no `..`, not the root.
+fn normalize_dest(dest: &str) -> Result<String, String> {
+    if !dest.starts_with('/') {
+        return Err("must be an absolute guest path such as \"/static\"".into());
+    }
+    let mut parts = Vec::new();
+    for seg in dest.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err("must not contain '..'".into()),
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err("must not be the root; mount at a directory such as \"/static\"".into());
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn validate_variables(
+    raw: BTreeMap<String, crate::raw::RawVariable>,
+) -> Result<BTreeMap<String, VariableSpec>, ManifestError> {
+    let mut out = BTreeMap::new();
+    for (name, v) in raw {
+        let field = format!("variables.{name}");
+        let ok_name = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok_name {
+            return Err(ManifestError::Invalid {
+                field,
+                reason: format!(
+                    "{name:?} is not a variable name; use lowercase letters, digits and '_', starting with a letter (e.g. \"api_key\")"
+                ),
+            });
+        }
+        let required = v.required.unwrap_or(false);
+        if required && v.default.is_some() {
+            return Err(ManifestError::Invalid {
+                field,
+                reason: "a required variable cannot have a default; drop one of the two".into(),
+            });
+        }
+        out.insert(
+            name,
+            VariableSpec {
+                default: v.default,
+                required,
+                secret: v.secret.unwrap_or(false),
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn validate_limits(prefix: &str, raw: RawLimits) -> Result<ComponentLimits, ManifestError> {

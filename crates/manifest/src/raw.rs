@@ -25,7 +25,31 @@ pub(crate) struct RawManifest {
     pub _manifest_version: Option<toml::Value>,
     pub app: Option<RawApp>,
     #[serde(default)]
+    pub variables: BTreeMap<String, RawVariable>,
+    #[serde(default)]
     pub component: Vec<RawComponent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVariable {
+    pub default: Option<String>,
+    pub required: Option<bool>,
+    pub secret: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileMount {
+    pub source: Option<String>,
+    pub dest: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExecutor {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +70,13 @@ pub(crate) struct RawComponent {
     pub limits: RawLimits,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<RawFileMount>,
+    pub executor: Option<RawExecutor>,
 }
 
 #[derive(Default, Deserialize)]
