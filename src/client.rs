@@ -53,12 +53,32 @@ impl ServerArgs {
             .to_string())
     }
 
+    /// Sends a JSON body to `path` on the admin API.
+    pub fn request_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes)> {
+        self.send(method, path, Some(body), "application/json")
+    }
+
     /// Sends a request to `path` on the admin API; returns the status and body.
     pub fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes)> {
+        self.send(method, path, body, "application/x-tar")
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &'static str,
     ) -> Result<(StatusCode, Bytes)> {
         let token = self.token()?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
@@ -77,7 +97,7 @@ impl ServerArgs {
                 .uri(uri)
                 .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
             if body.is_some() {
-                req = req.header(http::header::CONTENT_TYPE, "application/x-tar");
+                req = req.header(http::header::CONTENT_TYPE, content_type);
             }
             let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
             let resp = client.request(req).await.with_context(|| {

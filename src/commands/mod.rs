@@ -10,8 +10,10 @@ use wharf_engine::error::WharfError;
 use wharf_engine::load::LoadOptions;
 
 pub mod apps;
+pub mod call;
 pub mod compile;
 pub mod deploy;
+pub mod inspect;
 pub mod run;
 pub mod serve;
 pub mod worker;
@@ -25,6 +27,10 @@ pub enum Command {
     /// Precompile a .wasm or .wat file ahead of time into a .cwasm that `wharf run`
     /// loads without compiling.
     Compile(compile::CompileCommand),
+    /// Call an export of a component (a plugin) with typed WAVE arguments.
+    Call(call::CallCommand),
+    /// Describe a module or component: kind, world, imports, exports, custom sections.
+    Inspect(inspect::InspectCommand),
     /// Serve HTTP apps: many wasi:http/proxy components in one process, deployed live.
     Serve(serve::ServeCommand),
     /// Deploy an app (wharf.toml and its .wasm files) to a server, or replace it.
@@ -41,6 +47,8 @@ impl Command {
         match self {
             Command::Run(c) => c.execute(),
             Command::Compile(c) => c.execute(),
+            Command::Call(c) => c.execute(),
+            Command::Inspect(c) => c.execute(),
             Command::Serve(c) => c.execute(),
             Command::Deploy(c) => c.execute(),
             Command::Apps(c) => c.execute(),

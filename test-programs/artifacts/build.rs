@@ -46,7 +46,17 @@ fn main() {
     let examples = root.parent().expect("repo root").join("examples");
     let example = examples.join("http-hello");
     let guestbook = examples.join("guestbook");
-    for dir in [&example, &guestbook] {
+    let calc_rs = examples.join("calculator-rs");
+    let calc_py = examples.join("calculator-py");
+    println!(
+        "cargo:rerun-if-changed={}",
+        calc_py.join("app.py").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        calc_py.join("build.sh").display()
+    );
+    for dir in [&example, &guestbook, &calc_rs] {
         for part in ["src", "wit", "Cargo.toml"] {
             println!("cargo:rerun-if-changed={}", dir.join(part).display());
         }
@@ -114,6 +124,33 @@ fn main() {
         "/// The example `examples/guestbook`, built.\npub const EXAMPLE_GUESTBOOK: &str = {:?};\n/// Its directory.\npub const EXAMPLE_GUESTBOOK_DIR: &str = {:?};",
         guestbook_wasm.display().to_string(),
         guestbook.display().to_string()
+    )
+    .expect("write");
+    build(&calc_rs, &example_target, "wasm32-wasip2", &[]);
+    let calc_rs_wasm = example_target.join("wasm32-wasip2/release/calculator_rs.wasm");
+    assert!(
+        calc_rs_wasm.exists(),
+        "examples/calculator-rs was not built"
+    );
+    // The Python calculator, through componentize-py (installed from PyPI by the script
+    // when missing).
+    let py_out = out.join("calculator-py");
+    std::fs::create_dir_all(&py_out).expect("mkdir");
+    let status = Command::new("bash")
+        .arg(calc_py.join("build.sh"))
+        .arg(&py_out)
+        .status()
+        .expect("running examples/calculator-py/build.sh");
+    assert!(
+        status.success(),
+        "building the Python calculator failed (needs python3 and pip)"
+    );
+    let calc_py_wasm = py_out.join("calculator_py.wasm");
+    writeln!(
+        code,
+        "/// The Rust calculator (`examples/calculator-rs`).\npub const CALCULATOR_RS: &str = {:?};\n/// The Python calculator (`examples/calculator-py`, componentize-py).\npub const CALCULATOR_PY: &str = {:?};",
+        calc_rs_wasm.display().to_string(),
+        calc_py_wasm.display().to_string()
     )
     .expect("write");
     let http = target_dir.join("wasm32-wasip2/release/http_test.wasm");

@@ -7,6 +7,7 @@ mod compile;
 mod errors;
 mod invoke;
 mod limits;
+mod plugins;
 mod run;
 mod serve;
 

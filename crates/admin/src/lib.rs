@@ -11,6 +11,13 @@
 //! | `GET /v1/apps/{name}` | show one app |
 //! | `DELETE /v1/apps/{name}` | remove an app |
 //! | `GET /v1/apps/{name}/logs?tail=N` | the app's captured guest output |
+//! | `GET /v1/apps/{name}/exports` | the exports of the app's plugin components, with WIT signatures |
+//! | `POST /v1/apps/{name}/invoke/{export}` | call a plugin export: JSON arguments in, JSON result out |
+//!
+//! Plugin invocation lives on the admin listener, not the data plane, on purpose: a
+//! plugin's exports are an internal API (any function of the component, with typed
+//! values), not a public HTTP route, so they get the admin token and the admin network
+//! boundary; public HTTP belongs to `wasi:http` components with routes.
 //!
 //! Everything under `/v1` needs `Authorization: Bearer <token>`; a missing or wrong
 //! token gets 401 and changes nothing. Health, readiness and metrics are open, as
@@ -225,6 +232,31 @@ impl Admin {
                 Ok(info) => json_response(StatusCode::OK, &json!({ "removed": info })),
                 Err(e) => deploy_error(e),
             },
+            (&Method::GET, ["apps", name, "exports"]) => match self.host.app(name) {
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    &format!("app `{name}` is not deployed"),
+                ),
+                Some(app) => {
+                    let comps: Vec<serde_json::Value> = app
+                        .components
+                        .iter()
+                        .filter_map(|c| match &c.exec {
+                            wharf_http::apphost::Exec::Plugin(pool) => Some(json!({
+                                "component": c.id.to_string(),
+                                "exports": pool.plugin().exports().iter().map(|e| e.signature.clone()).collect::<Vec<_>>(),
+                            })),
+                            _ => None,
+                        })
+                        .collect();
+                    json_response(StatusCode::OK, &json!({ "app": name, "components": comps }))
+                }
+            },
+            (&Method::POST, ["apps", name, "invoke", export]) => {
+                let (name, export) = (name.to_string(), export.to_string());
+                self.invoke(req, &name, &export).await
+            }
             (&Method::GET, ["apps", name, "logs"]) => {
                 if self.host.app(name).is_none() {
                     return error(
@@ -250,6 +282,161 @@ impl Admin {
                 "not-found",
                 &format!("no admin endpoint `{method} {path}`; see the admin API in the docs"),
             ),
+        }
+    }
+
+    /// Calls a plugin export. The body is JSON: `{"args": [...]}` (positional) or
+    /// `{"args": {"param": ...}}` (by name), mapped to the export's WIT types (see
+    /// `wharf_plugin::json`), or `{"wave": ["3", "4"]}` with one WAVE text per
+    /// parameter, or a bare array. The answer is `{"result": JSON, "wave": [...]}`.
+    async fn invoke(&self, req: Request<Incoming>, name: &str, export: &str) -> Response<Body> {
+        use wharf_engine::wasmtime::component::{Val, wasm_wave};
+        use wharf_plugin::PluginError;
+        let Some(app) = self.host.app(name) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("app `{name}` is not deployed"),
+            );
+        };
+        let wanted = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("component=")))
+            .map(str::to_string);
+        let pools: Vec<(&str, &std::sync::Arc<wharf_plugin::PluginPool>)> = app
+            .components
+            .iter()
+            .filter_map(|c| match &c.exec {
+                wharf_http::apphost::Exec::Plugin(p) => Some((&*c.id, p)),
+                _ => None,
+            })
+            .filter(|(id, _)| wanted.as_deref().is_none_or(|w| w == *id))
+            .collect();
+        // The component that has this export (a `?component=` picks among several).
+        let Some((pool, info)) = pools
+            .iter()
+            .find_map(|(_, p)| p.plugin().export(export).ok().map(|i| (*p, i.clone())))
+        else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!(
+                    "app `{name}` has no plugin export `{export}`{}; see GET /v1/apps/{name}/exports",
+                    wanted
+                        .map(|w| format!(" in component `{w}`"))
+                        .unwrap_or_default()
+                ),
+            );
+        };
+        let body = match Limited::new(req.into_body(), 16 << 20).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    &format!("reading the body failed: {e}"),
+                );
+            }
+        };
+        let value: serde_json::Value = if body.is_empty() {
+            json!([])
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad-request",
+                        &format!("the body is not JSON: {e}"),
+                    );
+                }
+            }
+        };
+        let args: Result<Vec<Val>, String> = match &value {
+            serde_json::Value::Object(o) if o.contains_key("wave") => {
+                let texts: Vec<String> = o["wave"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| {
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if texts.len() != info.params.len() {
+                    Err(format!(
+                        "`{}` takes {} argument(s), {} given",
+                        info.signature,
+                        info.params.len(),
+                        texts.len()
+                    ))
+                } else {
+                    info.params
+                        .iter()
+                        .zip(&texts)
+                        .enumerate()
+                        .map(|(i, ((p, ty), t))| {
+                            wasm_wave::from_str::<Val>(ty, t).map_err(|e| {
+                                format!(
+                                    "wave[{i}] (`{p}`): expected {}: {e}",
+                                    wharf_plugin::json::wit_type_name(ty)
+                                )
+                            })
+                        })
+                        .collect()
+                }
+            }
+            serde_json::Value::Object(o) if o.contains_key("args") => {
+                wharf_plugin::json::json_to_args(&info.params, &o["args"])
+                    .map_err(|e| e.to_string())
+            }
+            other => {
+                wharf_plugin::json::json_to_args(&info.params, other).map_err(|e| e.to_string())
+            }
+        };
+        let args = match args {
+            Ok(a) => a,
+            Err(msg) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-arguments",
+                    &format!("{msg} (signature: {})", info.signature),
+                );
+            }
+        };
+        match pool.call(&info.name, &args).await {
+            Ok(results) => {
+                let json_results: Vec<serde_json::Value> = results
+                    .iter()
+                    .map(wharf_plugin::json::val_to_json)
+                    .collect();
+                let wave: Vec<String> = results
+                    .iter()
+                    .map(|r| wasm_wave::to_string(r).unwrap_or_else(|e| format!("<{e}>")))
+                    .collect();
+                let result = if json_results.len() == 1 {
+                    json_results[0].clone()
+                } else {
+                    json!(json_results)
+                };
+                json_response(StatusCode::OK, &json!({ "result": result, "wave": wave }))
+            }
+            Err(e) => {
+                let (status, kind) = match &e {
+                    PluginError::Args(_) | PluginError::NoSuchExport { .. } => {
+                        (StatusCode::BAD_REQUEST, "bad-arguments")
+                    }
+                    PluginError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+                    PluginError::MemoryCap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory"),
+                    PluginError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                };
+                error(status, kind, &format!("{name}/{export}: {e}"))
+            }
         }
     }
 

@@ -83,14 +83,16 @@ pub enum Exec {
     Proxy(ProxyPre<HostState>),
     /// A wasip1 module run CGI-style.
     Wagi(wharf_engine::wasmtime::InstancePre<WagiState>),
+    /// A plugin: exports called through the admin API, on pooled warm instances.
+    Plugin(Arc<wharf_plugin::PluginPool>),
 }
 
 /// A component ready to serve.
 pub struct LoadedComponent {
     /// Component id from the manifest.
     pub id: Arc<str>,
-    /// Its route.
-    pub route: Route,
+    /// Its route (`None` for plugins).
+    pub route: Option<Route>,
     /// Pre-linked, instantiated per request.
     pub exec: Exec,
     /// What it is granted (environment, variables, mounts, ...).
@@ -130,44 +132,40 @@ pub struct LoadedApp {
 /// The routing table: every component's route, most specific first.
 #[derive(Default)]
 pub struct RouteTable {
-    entries: Vec<(Arc<LoadedApp>, usize)>,
+    entries: Vec<(Arc<LoadedApp>, usize, Route)>,
+    apps: Vec<Arc<LoadedApp>>,
 }
 
 impl RouteTable {
-    fn build(apps: Vec<Arc<LoadedApp>>) -> RouteTable {
-        let mut entries: Vec<(Arc<LoadedApp>, usize)> = apps
+    fn build(mut apps: Vec<Arc<LoadedApp>>) -> RouteTable {
+        let mut entries: Vec<(Arc<LoadedApp>, usize, Route)> = apps
             .iter()
-            .flat_map(|a| (0..a.components.len()).map(move |i| (a.clone(), i)))
+            .flat_map(|a| {
+                a.components
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, c)| c.route.clone().map(|r| (a.clone(), i, r)))
+            })
             .collect();
         entries.sort_by(|a, b| {
-            let ra = &a.0.components[a.1].route;
-            let rb = &b.0.components[b.1].route;
-            rb.specificity()
-                .cmp(&ra.specificity())
-                .then_with(|| ra.as_str().cmp(rb.as_str()))
+            b.2.specificity()
+                .cmp(&a.2.specificity())
+                .then_with(|| a.2.as_str().cmp(b.2.as_str()))
         });
-        RouteTable { entries }
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        RouteTable { entries, apps }
     }
 
     /// The most specific route matching `path`.
     pub fn lookup(&self, path: &str) -> Option<(Arc<LoadedApp>, usize, RouteMatch)> {
-        self.entries.iter().find_map(|(app, i)| {
-            app.components[*i]
-                .route
-                .matches(path)
-                .map(|m| (app.clone(), *i, m))
-        })
+        self.entries
+            .iter()
+            .find_map(|(app, i, route)| route.matches(path).map(|m| (app.clone(), *i, m)))
     }
 
     /// The apps in the table, by name.
     pub fn apps(&self) -> Vec<Arc<LoadedApp>> {
-        let mut seen: HashMap<&str, Arc<LoadedApp>> = HashMap::new();
-        for (a, _) in &self.entries {
-            seen.entry(&a.name).or_insert_with(|| a.clone());
-        }
-        let mut apps: Vec<_> = seen.into_values().collect();
-        apps.sort_by(|a, b| a.name.cmp(&b.name));
-        apps
+        self.apps.clone()
     }
 }
 
@@ -242,8 +240,10 @@ pub struct AppInfo {
 pub struct ComponentInfo {
     /// Id.
     pub id: String,
-    /// Route pattern.
-    pub route: String,
+    /// Route pattern (`None` for plugins).
+    pub route: Option<String>,
+    /// `wasi-http`, `wagi` or `plugin`.
+    pub executor: &'static str,
     /// Source file.
     pub source: String,
     /// sha256 of the Wasm.
@@ -271,7 +271,12 @@ impl LoadedApp {
                 .iter()
                 .map(|c| ComponentInfo {
                     id: c.id.to_string(),
-                    route: c.route.as_str().to_string(),
+                    route: c.route.as_ref().map(|r| r.as_str().to_string()),
+                    executor: match c.exec {
+                        Exec::Proxy(_) => "wasi-http",
+                        Exec::Wagi(_) => "wagi",
+                        Exec::Plugin(_) => "plugin",
+                    },
                     source: c.source.clone(),
                     sha256: c.sha256.clone(),
                     memory: c.memory,
@@ -620,6 +625,34 @@ impl AppHost {
                 wagi::prepare(&self.wagi_linker, &m)
                     .map_err(|why| DeployError::Invalid(format!("{what} {why}")))?,
             ),
+            (Executor::Plugin, Program::Component(c)) => {
+                let config = wharf_plugin::PluginConfig {
+                    max_memory: Some(spec.limits.memory.unwrap_or(self.config.default_memory)),
+                    timeout: Some(spec.limits.timeout.unwrap_or(self.config.default_timeout)),
+                    env: spec
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    inherit_stdio: false,
+                };
+                let plugin = wharf_plugin::Plugin::new(&self.engine, c, config)
+                    .map_err(|e| DeployError::Invalid(format!("{what}: {e}")))?;
+                let size = spec
+                    .limits
+                    .max_concurrency
+                    .unwrap_or(self.config.default_max_concurrency)
+                    as usize;
+                Exec::Plugin(Arc::new(wharf_plugin::PluginPool::new(
+                    Arc::new(plugin),
+                    size,
+                )))
+            }
+            (Executor::Plugin, Program::Module(_)) => {
+                return Err(DeployError::Invalid(format!(
+                    "{what} is a core module; plugins are components (e.g. built with wit-bindgen or componentize-py)"
+                )));
+            }
             (Executor::Wagi, Program::Component(_)) => {
                 return Err(DeployError::Invalid(format!(
                     "{what} is a component, but `executor = {{ type = \"wagi\" }}` runs wasip1 core \
@@ -849,11 +882,14 @@ impl AppHost {
             }
             for spec in &manifest.components {
                 for oc in &other.components {
-                    if spec.route.overlaps(&oc.route) {
+                    let (Some(route), Some(other_route)) = (&spec.route, &oc.route) else {
+                        continue;
+                    };
+                    if route.overlaps(other_route) {
                         return Err(DeployError::Conflict(format!(
                             "route `{}` of component `{}` overlaps route `{}` of component `{}` \
                              in app `{}`; choose a route no other app serves",
-                            spec.route, spec.id, oc.route, oc.id, other.name
+                            route, spec.id, other_route, oc.id, other.name
                         )));
                     }
                 }

@@ -185,7 +185,8 @@ impl DataPlane {
             self.count_failure(&app, "body-too-large");
             return self.finish(&app, idx, started, too_large(comp.max_body));
         }
-        route_headers(req.headers_mut(), comp.route.as_str(), &matched);
+        let pattern = comp.route.as_ref().map(|r| r.as_str()).unwrap_or("");
+        route_headers(req.headers_mut(), pattern, &matched);
         if !req.headers().contains_key(http::header::HOST) {
             // wasi:http needs an authority; HTTP/1.0 clients may send none.
             req.headers_mut().insert(
@@ -239,7 +240,7 @@ impl DataPlane {
         tracing::info!(
             app = %app.name,
             component = %app.components[idx].id,
-            route = %app.components[idx].route,
+            route = %app.components[idx].route.as_ref().map(|r| r.as_str()).unwrap_or(""),
             status,
             duration_ms = secs * 1000.0,
             "request"
@@ -259,6 +260,14 @@ impl DataPlane {
         let pre = match &comp.exec {
             Exec::Proxy(pre) => pre.clone(),
             Exec::Wagi(pre) => return self.run_wagi(app, idx, pre, req, over_limit, matched).await,
+            // Plugins have no route, so the router never picks them.
+            Exec::Plugin(_) => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    "no-route",
+                    "wharf: plugins are not routed",
+                );
+            }
         };
         let deadline = Instant::now() + comp.timeout;
         let state = match HostState::new(
@@ -448,7 +457,7 @@ impl DataPlane {
         let env = crate::wagi::cgi_env(
             &parts,
             body.len(),
-            comp.route.as_str(),
+            comp.route.as_ref().map(|r| r.as_str()).unwrap_or(""),
             &matched.rest,
             &matched.matched,
             &host,

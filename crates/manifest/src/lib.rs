@@ -74,7 +74,8 @@
 //! "#).expect("valid manifest");
 //!
 //! let api = manifest.component("api").expect("declared above");
-//! let hit = api.route.matches("/api/v2/users/7").expect("route matches");
+//! let route = api.route.as_ref().expect("an HTTP component has a route");
+//! let hit = route.matches("/api/v2/users/7").expect("route matches");
 //! assert_eq!(hit.params, [("version".to_string(), "v2".to_string())]);
 //! assert_eq!((hit.matched.as_str(), hit.rest.as_str()), ("/api/v2", "/users/7"));
 //!

@@ -65,6 +65,9 @@ pub enum Executor {
     /// A wasip1 core module run CGI-style: request in environment variables and
     /// stdin, response (headers, blank line, body) on stdout.
     Wagi,
+    /// A component whose exports are called with typed values through the admin API;
+    /// it has no route.
+    Plugin,
 }
 
 /// The `[app]` table.
@@ -86,8 +89,8 @@ pub struct ComponentSpec {
     /// Relative path of the `.wasm` file inside the bundle, with `.` segments
     /// removed (`./web.wasm` becomes `web.wasm`).
     pub source: String,
-    /// The HTTP route the component serves.
-    pub route: Route,
+    /// The HTTP route the component serves; `None` for plugins (executor `plugin`).
+    pub route: Option<Route>,
     /// Resource limits; `None` means the server default.
     pub limits: ComponentLimits,
     /// Environment variables passed to the component.
@@ -217,17 +220,6 @@ fn validate_component(index: usize, raw: RawComponent) -> Result<ComponentSpec, 
         reason,
     })?;
 
-    let route = raw.route.ok_or_else(|| {
-        missing(
-            field("route"),
-            "add route = \"/...\" (or a narrower route such as \"/api/...\") to this [[component]]",
-        )
-    })?;
-    let route = Route::parse(&route).map_err(|source| ManifestError::InvalidRoute {
-        field: field("route"),
-        source,
-    })?;
-
     let limits = validate_limits(&field("limits"), raw.limits)?;
 
     for name in raw.environment.keys() {
@@ -294,14 +286,38 @@ fn validate_component(index: usize, raw: RawComponent) -> Result<ComponentSpec, 
     let executor = match raw.executor.and_then(|e| e.kind).as_deref() {
         None | Some("wasi-http") => Executor::WasiHttp,
         Some("wagi") => Executor::Wagi,
+        Some("plugin") => Executor::Plugin,
         Some(other) => {
             return Err(ManifestError::Invalid {
                 field: field("executor.type"),
                 reason: format!(
-                    "{other:?} is not an executor; use \"wasi-http\" (a wasi:http/proxy component, the default) or \"wagi\" (a wasip1 module, CGI style)"
+                    "{other:?} is not an executor; use \"wasi-http\" (a wasi:http/proxy component, the default), \"wagi\" (a wasip1 module, CGI style) or \"plugin\" (a component whose exports are called through the admin API)"
                 ),
             });
         }
+    };
+    // Plugins are called by export name, never routed; everything else needs a route.
+    let route = if executor == Executor::Plugin {
+        if raw.route.is_some() {
+            return Err(ManifestError::Invalid {
+                field: field("route"),
+                reason: "a plugin component is called through the admin API (POST /v1/apps/APP/invoke/EXPORT), not routed; remove the route".into(),
+            });
+        }
+        None
+    } else {
+        let route = raw.route.ok_or_else(|| {
+        missing(
+            field("route"),
+            "add route = \"/...\" (or a narrower route such as \"/api/...\") to this [[component]]",
+        )
+    })?;
+        let route = Route::parse(&route).map_err(|source| ManifestError::InvalidRoute {
+            field: field("route"),
+            source,
+        })?;
+
+        Some(route)
     };
 
     Ok(ComponentSpec {
@@ -493,14 +509,17 @@ fn validate_limits(prefix: &str, raw: RawLimits) -> Result<ComponentLimits, Mani
 fn check_overlaps(components: &[ComponentSpec]) -> Result<(), ManifestError> {
     for (second, b) in components.iter().enumerate() {
         for (first, a) in components[..second].iter().enumerate() {
-            if a.route.overlaps(&b.route) && a.route.specificity() == b.route.specificity() {
+            let (Some(ar), Some(br)) = (&a.route, &b.route) else {
+                continue;
+            };
+            if ar.overlaps(br) && ar.specificity() == br.specificity() {
                 return Err(ManifestError::OverlappingRoutes {
                     first,
                     first_id: a.id.clone(),
-                    first_route: a.route.to_string(),
+                    first_route: ar.to_string(),
                     second,
                     second_id: b.id.clone(),
-                    second_route: b.route.to_string(),
+                    second_route: br.to_string(),
                 });
             }
         }
@@ -668,7 +687,10 @@ mod tests {
         let text = text.replace("route = \"/...\"", "route = \"/web/...\"");
         let m = parse_manifest(&text).unwrap();
         assert_eq!(m.component("api").unwrap().source, "bin/api.wasm");
-        assert_eq!(m.component("web").unwrap().route.as_str(), "/web/...");
+        assert_eq!(
+            m.component("web").unwrap().route.as_ref().unwrap().as_str(),
+            "/web/..."
+        );
     }
 
     #[test]

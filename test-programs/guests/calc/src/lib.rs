@@ -2,7 +2,7 @@
 //! lists), used to test `wharf run --invoke`.
 wit_bindgen::generate!({ path: "wit", world: "calc" });
 
-use exports::wharf_test::calc::geometry::{self, Point, Shape, Style, Unit};
+use exports::wharf_test::calc::geometry::{self, Point, Profile, Shape, Style, Unit};
 
 struct Calc;
 
@@ -45,6 +45,10 @@ impl geometry::Guest for Calc {
             x: a.x + b.x,
             y: a.y + b.y,
         }
+    }
+
+    fn echo_profile(p: Profile) -> Profile {
+        p
     }
 
     fn area(s: Shape) -> u64 {

@@ -1,0 +1,232 @@
+//! `wharf inspect`: what a module or component is, imports, exports, custom sections.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use wharf_engine::WharfEngine;
+use wharf_engine::config::EngineOptions;
+use wharf_engine::load::{InputKind, classify};
+
+/// Describe a WebAssembly file: module or component, the world it looks like it targets,
+/// its imports and exports with their types, its size and custom sections (and whether
+/// it carries a signature section).
+///
+/// Example:
+///   wharf inspect calc.wasm
+///   wharf inspect --json app.wasm
+#[derive(Args)]
+pub struct InspectCommand {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The .wasm or .wat file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+impl InspectCommand {
+    /// Runs the command; returns the exit code.
+    pub fn execute(self) -> i32 {
+        match self.inspect() {
+            Ok(()) => 0,
+            Err((code, msg)) => {
+                eprintln!("error: {msg}");
+                code
+            }
+        }
+    }
+
+    fn inspect(&self) -> Result<(), (i32, String)> {
+        use wharf_engine::error::{EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_NOT_WASM};
+        let raw = std::fs::read(&self.file).map_err(|e| {
+            (
+                EXIT_NO_INPUT,
+                format!("cannot read `{}`: {e}", self.file.display()),
+            )
+        })?;
+        let bytes = match classify(&raw) {
+            InputKind::Text => wat::parse_bytes(&raw)
+                .map(|b| b.into_owned())
+                .map_err(|e| {
+                    (
+                        EXIT_NOT_WASM,
+                        format!("`{}` does not parse: {e}", self.file.display()),
+                    )
+                })?,
+            InputKind::Module | InputKind::Component => raw.clone(),
+            _ => {
+                return Err((
+                    EXIT_NOT_WASM,
+                    format!(
+                        "`{}` is not a WebAssembly module or component",
+                        self.file.display()
+                    ),
+                ));
+            }
+        };
+        let mut custom = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+            if let Ok(wasmparser::Payload::CustomSection(c)) = payload {
+                custom.push((c.name().to_string(), c.data().len()));
+            }
+        }
+        let signed = custom
+            .iter()
+            .any(|(n, _)| n == "signature" || n.starts_with("signature"));
+        let engine = WharfEngine::new(&EngineOptions::default())
+            .map_err(|e| (EXIT_INTERNAL, format!("{e:#}")))?;
+        let e = engine.engine();
+        let (kind, world, imports, exports) = if classify(&bytes) == InputKind::Component {
+            let c =
+                wharf_engine::wasmtime::component::Component::new(e, &bytes).map_err(|err| {
+                    (
+                        EXIT_NOT_WASM,
+                        format!("`{}` is not a valid component: {err}", self.file.display()),
+                    )
+                })?;
+            let ty = c.component_type();
+            let imports: Vec<String> = ty
+                .imports(e)
+                .map(|(n, item)| describe(e, n, &item.ty))
+                .collect();
+            let exports: Vec<String> = ty
+                .exports(e)
+                .map(|(n, item)| describe(e, n, &item.ty))
+                .collect();
+            let names: Vec<&str> = ty.exports(e).map(|(n, _)| n).collect();
+            let world = if names
+                .iter()
+                .any(|n| n.starts_with("wasi:http/incoming-handler"))
+            {
+                "wasi:http/proxy (exports wasi:http/incoming-handler)"
+            } else if names.iter().any(|n| n.starts_with("wasi:cli/run")) {
+                "wasi:cli/command (exports wasi:cli/run)"
+            } else {
+                "a library/plugin world (call its exports with `wharf call`)"
+            };
+            ("component", world.to_string(), imports, exports)
+        } else {
+            let m = wharf_engine::wasmtime::Module::new(e, &bytes).map_err(|err| {
+                (
+                    EXIT_NOT_WASM,
+                    format!("`{}` is not a valid module: {err}", self.file.display()),
+                )
+            })?;
+            let imports: Vec<String> = m
+                .imports()
+                .map(|i| format!("{}::{}: {}", i.module(), i.name(), extern_ty(&i.ty())))
+                .collect();
+            let exports: Vec<String> = m
+                .exports()
+                .map(|x| format!("{}: {}", x.name(), extern_ty(&x.ty())))
+                .collect();
+            let world = if m.get_export("_start").is_some()
+                && m.imports().any(|i| i.module() == "wasi_snapshot_preview1")
+            {
+                "wasip1 command (exports _start)"
+            } else if m.imports().any(|i| i.module() == "wasi_snapshot_preview1") {
+                "wasip1 reactor/library"
+            } else {
+                "plain core module"
+            };
+            ("module", world.to_string(), imports, exports)
+        };
+        if self.json {
+            let v = serde_json::json!({
+                "file": self.file,
+                "kind": kind,
+                "world": world,
+                "size": raw.len(),
+                "imports": imports,
+                "exports": exports,
+                "custom_sections": custom.iter().map(|(n, s)| serde_json::json!({"name": n, "size": s})).collect::<Vec<_>>(),
+                "signed": signed,
+            });
+            println!("{v}");
+            return Ok(());
+        }
+        println!("file:     {}", self.file.display());
+        println!(
+            "kind:     {kind} ({})",
+            wharf_engine::size::format_size(raw.len() as u64)
+        );
+        println!("world:    {world}");
+        println!("imports:  {}", imports.len());
+        for i in &imports {
+            println!("  {i}");
+        }
+        println!("exports:  {}", exports.len());
+        for x in &exports {
+            println!("  {x}");
+        }
+        println!(
+            "custom sections: {}",
+            if custom.is_empty() {
+                "none".to_string()
+            } else {
+                custom
+                    .iter()
+                    .map(|(n, s)| format!("{n} ({s} B)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        println!("signature: {}", if signed { "present" } else { "none" });
+        Ok(())
+    }
+}
+
+fn describe(
+    e: &wharf_engine::wasmtime::Engine,
+    name: &str,
+    item: &wharf_engine::wasmtime::component::types::ComponentItem,
+) -> String {
+    use wharf_engine::wasmtime::component::types::ComponentItem;
+    match item {
+        ComponentItem::ComponentFunc(f) => format!("func {}", func_sig(name, f)),
+        ComponentItem::ComponentInstance(inst) => {
+            let funcs: Vec<String> = inst
+                .exports(e)
+                .filter_map(|(n, i)| match i.ty {
+                    ComponentItem::ComponentFunc(f) => Some(format!("\n      {}", func_sig(n, &f))),
+                    _ => None,
+                })
+                .collect();
+            format!("interface {name}{}", funcs.join(""))
+        }
+        ComponentItem::Type(_) => format!("type {name}"),
+        ComponentItem::Resource(_) => format!("resource {name}"),
+        _ => name.to_string(),
+    }
+}
+
+fn func_sig(name: &str, f: &wharf_engine::wasmtime::component::types::ComponentFunc) -> String {
+    let p: Vec<String> = f
+        .params()
+        .map(|(n, t)| format!("{n}: {}", wharf_plugin::json::wit_type_name(&t)))
+        .collect();
+    let r: Vec<String> = f
+        .results()
+        .map(|t| wharf_plugin::json::wit_type_name(&t))
+        .collect();
+    if r.is_empty() {
+        format!("{name}({})", p.join(", "))
+    } else {
+        format!("{name}({}) -> {}", p.join(", "), r.join(", "))
+    }
+}
+
+fn extern_ty(t: &wharf_engine::wasmtime::ExternType) -> String {
+    use wharf_engine::wasmtime::ExternType;
+    match t {
+        ExternType::Func(f) => {
+            let p: Vec<String> = f.params().map(|t| t.to_string()).collect();
+            let r: Vec<String> = f.results().map(|t| t.to_string()).collect();
+            format!("func({}) -> ({})", p.join(", "), r.join(", "))
+        }
+        ExternType::Memory(m) => format!("memory (min {} pages)", m.minimum()),
+        ExternType::Table(_) => "table".into(),
+        ExternType::Global(_) => "global".into(),
+        _ => "other".into(),
+    }
+}

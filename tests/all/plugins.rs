@@ -1,0 +1,230 @@
+//! Plugins: the calculator world implemented in Rust (wit-bindgen) and Python
+//! (componentize-py), called through `wharf call`, `wharf inspect`, and the admin API's
+//! invoke endpoint. (The Rust API is tested in crates/plugin/tests.)
+
+use crate::serve::{Server, deploy, http};
+use crate::*;
+
+const CALCULATORS: [(&str, &str); 2] = [
+    ("rust", guests::CALCULATOR_RS),
+    ("python", guests::CALCULATOR_PY),
+];
+
+#[test]
+fn wharf_call_with_wave_in_both_languages() {
+    let env = Env::shared();
+    for (lang, file) in CALCULATORS {
+        let call = |args: &[&str]| {
+            let mut full = vec!["call", file];
+            full.extend_from_slice(args);
+            env.wharf(&full)
+        };
+        let o = call(&["add", "3", "4"]);
+        assert_eq!(
+            (code(&o), stdout(&o).as_str()),
+            (0, "7\n"),
+            "{lang}: {}",
+            stderr(&o)
+        );
+        let o = call(&["midpoint", "{x: 0.0, y: 0.0}", "{x: 2.0, y: 4.0}"]);
+        assert_eq!(stdout(&o), "{x: 1, y: 2}\n", "{lang}: {}", stderr(&o));
+        let o = call(&["divide", "1", "0"]);
+        assert_eq!(
+            stdout(&o),
+            "err(\"division by zero\")\n",
+            "{lang}: {}",
+            stderr(&o)
+        );
+        let o = call(&["divide", "-7", "2"]);
+        assert_eq!(stdout(&o), "ok(-3)\n", "{lang}");
+        let o = call(&[
+            "--json",
+            "midpoint",
+            "{x: 1.0, y: -3.0}",
+            "{x: 2.0, y: 0.0}",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+        assert_eq!(v, serde_json::json!({"x": 1.5, "y": -1.5}), "{lang}");
+        let o = call(&["--json", "divide", "7", "2"]);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(stdout(&o).trim()).expect("json"),
+            serde_json::json!({"ok": 3})
+        );
+        // Usage errors name the signature.
+        let o = call(&["add", "three", "4"]);
+        assert_fails(&o, 2, &["argument 1 (`a`)", "add(a: s32, b: s32) -> s32"]);
+        let o = call(&["add", "3"]);
+        assert_fails(&o, 2, &["takes 2 argument(s), 1 given"]);
+        let o = call(&["subtract", "3", "4"]);
+        assert_fails(
+            &o,
+            2,
+            &[
+                "no function `subtract`",
+                "midpoint(a: record { x: f64, y: f64 }, b: record { x: f64, y: f64 }) -> record { x: f64, y: f64 }",
+            ],
+        );
+    }
+}
+
+#[test]
+fn wharf_inspect_describes_components_and_modules() {
+    let env = Env::shared();
+    let o = env.wharf(&["inspect", guests::CALCULATOR_RS]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    for s in [
+        "kind:     component",
+        "plugin world",
+        "func add(a: s32, b: s32) -> s32",
+        "func divide(a: s32, b: s32) -> result<s32, string>",
+        "signature: none",
+    ] {
+        assert!(out.contains(s), "lacks `{s}`:\n{out}");
+    }
+    let o = env.wharf(&["inspect", "--json", guests::HTTP_COMPONENT]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+    assert_eq!(v["kind"], "component");
+    assert!(
+        v["world"]
+            .as_str()
+            .expect("world")
+            .starts_with("wasi:http/proxy")
+    );
+    assert!(
+        v["imports"]
+            .as_array()
+            .expect("imports")
+            .iter()
+            .any(|i| i.as_str().unwrap_or("").contains("wasi:keyvalue/store"))
+    );
+    let o = env.wharf(&["inspect", guests::P1_HELLO]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("kind:     module")
+            && out.contains("wasip1 command")
+            && out.contains("wasi_snapshot_preview1::fd_write"),
+        "{out}"
+    );
+    assert!(
+        out.contains("custom sections:") && out.contains("name ("),
+        "{out}"
+    );
+    let o = env.wharf(&["inspect", "/no/such.wasm"]);
+    assert_fails(&o, 127, &["cannot read"]);
+}
+
+fn plugin_app() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(guests::CALCULATOR_RS, d.path().join("calc_rs.wasm")).expect("copy");
+    std::fs::copy(guests::CALCULATOR_PY, d.path().join("calc_py.wasm")).expect("copy");
+    std::fs::write(
+        d.path().join("wharf.toml"),
+        "[app]\nname = \"calc\"\nversion = \"1\"\n\n[[component]]\nid = \"rs\"\nsource = \"calc_rs.wasm\"\nexecutor = { type = \"plugin\" }\n\n[[component]]\nid = \"py\"\nsource = \"calc_py.wasm\"\nexecutor = { type = \"plugin\" }\n",
+    )
+    .expect("write");
+    d
+}
+
+#[test]
+fn invoke_endpoint_maps_json_to_wit_types() {
+    let s = Server::start(&[]);
+    deploy(&s, plugin_app().path());
+    let v = s.admin("GET", "/v1/apps/calc/exports", b"").json();
+    assert_eq!(v["components"].as_array().expect("components").len(), 2);
+    assert!(
+        v["components"][0]["exports"]
+            .as_array()
+            .expect("exports")
+            .iter()
+            .any(|e| e == "add(a: s32, b: s32) -> s32")
+    );
+    for comp in ["rs", "py"] {
+        let invoke = |export: &str, body: &str| {
+            s.admin(
+                "POST",
+                &format!("/v1/apps/calc/invoke/{export}?component={comp}"),
+                body.as_bytes(),
+            )
+        };
+        let r = invoke("add", "[3, 4]");
+        assert_eq!(r.status, 200, "{comp}: {}", r.text());
+        assert_eq!(r.json()["result"], 7);
+        assert_eq!(r.json()["wave"][0], "7");
+        let r = invoke("add", r#"{"args": {"a": 40, "b": 2}}"#);
+        assert_eq!(r.json()["result"], 42, "{comp}: {}", r.text());
+        let r = invoke(
+            "midpoint",
+            r#"{"args": [{"x": 0, "y": 0}, {"x": 2, "y": 4}]}"#,
+        );
+        assert_eq!(
+            r.json()["result"],
+            serde_json::json!({"x": 1.0, "y": 2.0}),
+            "{comp}: {}",
+            r.text()
+        );
+        let r = invoke("divide", "[1, 0]");
+        assert_eq!(
+            r.json()["result"],
+            serde_json::json!({"err": "division by zero"}),
+            "{comp}"
+        );
+        let r = invoke("divide", r#"{"wave": ["9", "3"]}"#);
+        assert_eq!(
+            r.json()["result"],
+            serde_json::json!({"ok": 3}),
+            "{comp}: {}",
+            r.text()
+        );
+        // A type mismatch names the path and the expected WIT type.
+        let r = invoke("midpoint", r#"[{"x": 0, "y": "up"}, {"x": 2, "y": 4}]"#);
+        assert_eq!(r.status, 400, "{comp}: {}", r.text());
+        let msg = r.json()["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .to_string();
+        assert!(msg.contains("args[0].y") && msg.contains("f64"), "{msg}");
+        let r = invoke("add", "[2147483648, 1]");
+        assert_eq!(r.status, 400, "{comp}: {}", r.text());
+        assert!(
+            r.text().contains("args[0]") && r.text().contains("s32"),
+            "{}",
+            r.text()
+        );
+        let r = invoke("nope", "[]");
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
+    // Plugins are not routed, and invoking needs the token.
+    assert_eq!(s.get("/calc/add").status, 404);
+    let r = http(&s.admin, "POST", "/v1/apps/calc/invoke/add", &[], b"[1, 2]");
+    assert_eq!(r.status, 401);
+    // `wharf call APP EXPORT` goes through the same endpoint.
+    let o = s.wharf(&["call", "calc", "add", "20", "22"]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "42\n"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_plugin_component_must_not_have_a_route() {
+    let s = Server::start(&[]);
+    let d = plugin_app();
+    let manifest = std::fs::read_to_string(d.path().join("wharf.toml"))
+        .expect("read")
+        .replacen(
+            "executor = { type = \"plugin\" }",
+            "executor = { type = \"plugin\" }\nroute = \"/calc\"",
+            1,
+        );
+    std::fs::write(d.path().join("wharf.toml"), manifest).expect("write");
+    let o = s.wharf(&["deploy", d.path().to_str().expect("utf8")]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("not routed; remove the route"),
+        "{}",
+        stderr(&o)
+    );
+}
