@@ -47,6 +47,12 @@ fn main() {
     let example = examples.join("http-hello");
     let guestbook = examples.join("guestbook");
     let calc_rs = examples.join("calculator-rs");
+    let bytes_upper = examples.join("bytes-upper");
+    let sdk = root
+        .parent()
+        .expect("repo root")
+        .join("sdk/wharf-plugin-sdk");
+    println!("cargo:rerun-if-changed={}", sdk.join("src").display());
     let calc_py = examples.join("calculator-py");
     println!(
         "cargo:rerun-if-changed={}",
@@ -56,7 +62,7 @@ fn main() {
         "cargo:rerun-if-changed={}",
         calc_py.join("build.sh").display()
     );
-    for dir in [&example, &guestbook, &calc_rs] {
+    for dir in [&example, &guestbook, &calc_rs, &bytes_upper] {
         for part in ["src", "wit", "Cargo.toml"] {
             println!("cargo:rerun-if-changed={}", dir.join(part).display());
         }
@@ -132,6 +138,15 @@ fn main() {
         calc_rs_wasm.exists(),
         "examples/calculator-rs was not built"
     );
+    build(&bytes_upper, &example_target, "wasm32-wasip2", &[]);
+    let bytes_wasm = example_target.join("wasm32-wasip2/release/bytes_upper.wasm");
+    assert!(bytes_wasm.exists(), "examples/bytes-upper was not built");
+    writeln!(
+        code,
+        "/// The bytes plugin built with the SDK (`examples/bytes-upper`).\npub const BYTES_UPPER: &str = {:?};",
+        bytes_wasm.display().to_string()
+    )
+    .expect("write");
     // The Python calculator, through componentize-py (installed from PyPI by the script
     // when missing).
     let py_out = out.join("calculator-py");

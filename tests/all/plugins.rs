@@ -228,3 +228,23 @@ fn a_plugin_component_must_not_have_a_route() {
         stderr(&o)
     );
 }
+
+#[test]
+fn bytes_plugin_built_with_the_sdk() {
+    let env = Env::shared();
+    let o = env.wharf(&["call", guests::BYTES_UPPER, "handle", "[104, 105, 33]"]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "ok([72, 73, 33])\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.wharf(&["call", guests::BYTES_UPPER, "handle", "[]"]);
+    assert_eq!(stdout(&o), "err(\"empty input\")\n");
+    let o = env.wharf(&["inspect", guests::BYTES_UPPER]);
+    assert!(
+        stdout(&o).contains("func handle(input: list<u8>) -> result<list<u8>, string>"),
+        "{}",
+        stdout(&o)
+    );
+}
