@@ -248,3 +248,17 @@ fn bytes_plugin_built_with_the_sdk() {
         stdout(&o)
     );
 }
+
+#[test]
+fn wharf_call_on_a_core_module() {
+    let env = Env::shared();
+    let o = env.wharf(&["call", guests::WAT_ADD, "add", "3", "4"]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "7\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.wharf(&["call", "--json", guests::WAT_ADD, "half", "3.0"]);
+    assert_eq!(stdout(&o).trim(), "1.5", "{}", stderr(&o));
+}

@@ -1,5 +1,5 @@
-//! Wharf's embeddable plugin API: load a component, see its exports with their WIT
-//! types, and call them with typed values — on a fresh instance per call (isolation),
+//! Wharf's embeddable plugin API: load a component (or a core module with numeric
+//! exports), see its exports with their WIT types, and call them with typed values — on a fresh instance per call (isolation),
 //! on a warm instance kept across calls (speed), or through a pool of warm instances
 //! for concurrent callers. Limits (memory, per-call deadline) and WASI come from the
 //! same engine configuration as every other Wharf command.
@@ -47,6 +47,7 @@ use wharf_engine::wasmtime::component::{
     Component, Func, Instance, InstancePre, Linker, ResourceTable, Type, Val,
 };
 use wharf_engine::wasmtime::{Store, Trap, UpdateDeadline};
+use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
 use wharf_engine::wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wharf_engine::{WharfEngine, WharfError};
 
@@ -134,10 +135,22 @@ impl WasiView for State {
     }
 }
 
-/// A loaded, pre-linked component.
+/// Store data for a core-module plugin (WASI preview 1).
+struct ModState {
+    wasi: WasiP1Ctx,
+    limiter: TotalMemoryLimiter,
+    deadline: Option<Instant>,
+}
+
+enum Kind {
+    Component(InstancePre<State>),
+    Module(wharf_engine::wasmtime::InstancePre<ModState>),
+}
+
+/// A loaded, pre-linked component or core module.
 pub struct Plugin {
     engine: WharfEngine,
-    pre: InstancePre<State>,
+    kind: Kind,
     exports: Vec<ExportInfo>,
     config: PluginConfig,
 }
@@ -164,7 +177,72 @@ impl Plugin {
         let exports = list_exports(engine, &component);
         Ok(Plugin {
             engine: engine.clone(),
-            pre,
+            kind: Kind::Component(pre),
+            exports,
+            config,
+        })
+    }
+
+    /// Pre-links a core module (with WASI preview 1) and lists its function exports
+    /// whose parameters and results are numbers; they are called with `Val::S32`,
+    /// `S64`, `Float32` and `Float64` for i32, i64, f32 and f64. A module exporting
+    /// `_initialize` has it called once per instance.
+    pub fn new_module(
+        engine: &WharfEngine,
+        module: wharf_engine::wasmtime::Module,
+        config: PluginConfig,
+    ) -> Result<Plugin, PluginError> {
+        let mut linker = wharf_engine::wasmtime::Linker::<ModState>::new(engine.engine());
+        wharf_engine::wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModState| {
+            &mut s.wasi
+        })
+        .map_err(|e| PluginError::Other(e.to_string()))?;
+        let pre = linker.instantiate_pre(&module).map_err(|e| {
+            let chain = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            match wharf_engine::error::missing_import_from(&chain) {
+                Some(import) => PluginError::Other(format!(
+                    "the plugin imports {import}, which Wharf does not provide to module plugins (wasi_snapshot_preview1 only)"
+                )),
+                None => PluginError::Other(format!("the plugin cannot be linked: {chain}")),
+            }
+        })?;
+        let mut exports = Vec::new();
+        for e in module.exports() {
+            let Some(f) = e.ty().func().cloned() else {
+                continue;
+            };
+            let params: Option<Vec<(String, Type)>> = f
+                .params()
+                .enumerate()
+                .map(|(i, t)| core_to_type(&t).map(|t| (format!("p{i}"), t)))
+                .collect();
+            let results: Option<Vec<Type>> = f.results().map(|t| core_to_type(&t)).collect();
+            let (Some(params), Some(results)) = (params, results) else {
+                continue;
+            };
+            if e.name() == "_initialize" || e.name() == "_start" {
+                continue;
+            }
+            let p: Vec<String> = params
+                .iter()
+                .map(|(n, t)| format!("{n}: {}", json::wit_type_name(t)))
+                .collect();
+            let r: Vec<String> = results.iter().map(json::wit_type_name).collect();
+            let signature = match r.len() {
+                0 => format!("{}({})", e.name(), p.join(", ")),
+                1 => format!("{}({}) -> {}", e.name(), p.join(", "), r[0]),
+                _ => format!("{}({}) -> ({})", e.name(), p.join(", "), r.join(", ")),
+            };
+            exports.push(ExportInfo {
+                name: e.name().to_string(),
+                params,
+                results,
+                signature,
+            });
+        }
+        Ok(Plugin {
+            engine: engine.clone(),
+            kind: Kind::Module(pre),
             exports,
             config,
         })
@@ -179,10 +257,7 @@ impl Plugin {
     ) -> Result<Plugin, PluginError> {
         match load_file(engine, path, load)?.program {
             Program::Component(c) => Plugin::new(engine, c, config),
-            Program::Module(_) => Err(PluginError::Other(format!(
-                "`{}` is a core module; plugins are components (use `wharf run --invoke` for core module exports)",
-                path.display()
-            ))),
+            Program::Module(m) => Plugin::new_module(engine, m, config),
         }
     }
 
@@ -257,9 +332,13 @@ impl Plugin {
 
     /// A warm instance for many calls. State (globals, memory) persists between them.
     pub async fn instantiate(&self) -> Result<PluginInstance, PluginError> {
+        let pre = match &self.kind {
+            Kind::Component(pre) => pre,
+            Kind::Module(pre) => return self.instantiate_module(pre).await,
+        };
         let mut store = self.new_store()?;
         let r = with_deadline(&self.config, &mut store, |store| {
-            Box::pin(self.pre.instantiate_async(store))
+            Box::pin(pre.instantiate_async(store))
         })
         .await;
         let hit_cap = store.data().limiter.hit_cap();
@@ -267,9 +346,34 @@ impl Plugin {
         Ok(PluginInstance {
             plugin_exports: self.exports.clone(),
             config: self.config.clone(),
-            store,
-            instance,
-            funcs: HashMap::new(),
+            inner: Inner::Component {
+                store,
+                instance,
+                funcs: HashMap::new(),
+            },
+        })
+    }
+
+    async fn instantiate_module(
+        &self,
+        pre: &wharf_engine::wasmtime::InstancePre<ModState>,
+    ) -> Result<PluginInstance, PluginError> {
+        let mut store = self.new_module_store()?;
+        store.data_mut().deadline = self.config.timeout.map(|t| Instant::now() + t);
+        let r = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                init.call_async(&mut store, ()).await?;
+            }
+            Ok::<_, wharf_engine::wasmtime::Error>(instance)
+        }
+        .await;
+        let hit_cap = store.data().limiter.hit_cap();
+        let instance = r.map_err(|e| self.classify(e, hit_cap))?;
+        Ok(PluginInstance {
+            plugin_exports: self.exports.clone(),
+            config: self.config.clone(),
+            inner: Inner::Module { store, instance },
         })
     }
 
@@ -281,6 +385,37 @@ impl Plugin {
 
     fn classify(&self, e: wharf_engine::wasmtime::Error, hit_cap: bool) -> PluginError {
         classify(&self.config, e, hit_cap)
+    }
+}
+
+impl Plugin {
+    fn new_module_store(&self) -> Result<Store<ModState>, PluginError> {
+        let mut b = WasiCtxBuilder::new();
+        b.envs(&self.config.env);
+        if self.config.inherit_stdio {
+            b.inherit_stdout().inherit_stderr();
+        }
+        let mut store = Store::new(
+            self.engine.engine(),
+            ModState {
+                wasi: b.build_p1(),
+                limiter: TotalMemoryLimiter::new(self.config.max_memory),
+                deadline: None,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(10);
+        // As for components: yield every 10 ms, trap past the deadline.
+        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+            Some(d) if Instant::now() >= d => Err(Trap::Interrupt.into()),
+            _ => Ok(UpdateDeadline::Yield(10)),
+        });
+        if self.engine.fuel_enabled() {
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| PluginError::Other(e.to_string()))?;
+        }
+        Ok(store)
     }
 }
 
@@ -319,59 +454,141 @@ async fn with_deadline<'s, T>(
 pub struct PluginInstance {
     plugin_exports: Vec<ExportInfo>,
     config: PluginConfig,
-    store: Store<State>,
-    instance: Instance,
-    funcs: HashMap<String, (Func, usize)>,
+    inner: Inner,
+}
+
+enum Inner {
+    Component {
+        store: Store<State>,
+        instance: Instance,
+        funcs: HashMap<String, (Func, usize)>,
+    },
+    Module {
+        store: Store<ModState>,
+        instance: wharf_engine::wasmtime::Instance,
+    },
 }
 
 impl PluginInstance {
     /// Calls an export. After a trap the instance may be in any state: drop it.
     pub async fn call(&mut self, name: &str, args: &[Val]) -> Result<Vec<Val>, PluginError> {
-        let (func, nresults) = match self.funcs.get(name) {
-            Some(f) => *f,
-            None => {
-                let info = find_export(&self.plugin_exports, name)?;
-                if info.params.len() != args.len() {
-                    return Err(PluginError::Args(format!(
-                        "`{}` takes {} argument(s), {} given",
-                        info.signature,
-                        info.params.len(),
-                        args.len()
-                    )));
-                }
-                let func =
-                    lookup_func(&mut self.store, &self.instance, &info.name).ok_or_else(|| {
-                        PluginError::Other(format!("export `{}` vanished", info.name))
-                    })?;
-                let entry = (func, info.results.len());
-                self.funcs.insert(name.to_string(), entry);
-                entry
-            }
-        };
-        let mut results = vec![Val::Bool(false); nresults];
         let config = self.config.clone();
-        let r = with_deadline(&config, &mut self.store, |store| {
-            Box::pin(func.call_async(store, args, &mut results))
-        })
-        .await;
-        let hit_cap = self.store.data().limiter.hit_cap();
-        match r {
-            Ok(()) => Ok(results),
-            Err(e)
-                if e.to_string().contains("type mismatch")
-                    || e.to_string().contains("expected") =>
-            {
-                Err(PluginError::Args(format!(
-                    "arguments do not match `{name}`: {e}"
-                )))
+        match &mut self.inner {
+            Inner::Component {
+                store,
+                instance,
+                funcs,
+            } => {
+                let (func, nresults) = match funcs.get(name) {
+                    Some(f) => *f,
+                    None => {
+                        let info = find_export(&self.plugin_exports, name)?;
+                        check_arity(info, args)?;
+                        let func = lookup_func(store, instance, &info.name).ok_or_else(|| {
+                            PluginError::Other(format!("export `{}` vanished", info.name))
+                        })?;
+                        let entry = (func, info.results.len());
+                        funcs.insert(name.to_string(), entry);
+                        entry
+                    }
+                };
+                let mut results = vec![Val::Bool(false); nresults];
+                let r = with_deadline(&config, store, |store| {
+                    Box::pin(func.call_async(store, args, &mut results))
+                })
+                .await;
+                let hit_cap = store.data().limiter.hit_cap();
+                match r {
+                    Ok(()) => Ok(results),
+                    Err(e)
+                        if e.to_string().contains("type mismatch")
+                            || e.to_string().contains("expected") =>
+                    {
+                        Err(PluginError::Args(format!(
+                            "arguments do not match `{name}`: {e}"
+                        )))
+                    }
+                    Err(e) => Err(classify(&config, e, hit_cap)),
+                }
             }
-            Err(e) => Err(classify(&self.config, e, hit_cap)),
+            Inner::Module { store, instance } => {
+                use wharf_engine::wasmtime::Val as Core;
+                let info = find_export(&self.plugin_exports, name)?;
+                check_arity(info, args)?;
+                let func = instance.get_func(&mut *store, &info.name).ok_or_else(|| {
+                    PluginError::Other(format!("export `{}` vanished", info.name))
+                })?;
+                let mut params = Vec::with_capacity(args.len());
+                for (i, (a, (_, ty))) in args.iter().zip(&info.params).enumerate() {
+                    params.push(match (a, ty) {
+                        (Val::S32(v), Type::S32) => Core::I32(*v),
+                        (Val::S64(v), Type::S64) => Core::I64(*v),
+                        (Val::Float32(v), Type::Float32) => Core::F32(v.to_bits()),
+                        (Val::Float64(v), Type::Float64) => Core::F64(v.to_bits()),
+                        _ => {
+                            return Err(PluginError::Args(format!(
+                                "argument {} of `{}` must be {}",
+                                i + 1,
+                                info.signature,
+                                json::wit_type_name(ty)
+                            )));
+                        }
+                    });
+                }
+                let mut results = vec![Core::I32(0); info.results.len()];
+                store.data_mut().deadline = config.timeout.map(|t| Instant::now() + t);
+                let fut = func.call_async(&mut *store, &params, &mut results);
+                let r = match config.timeout {
+                    Some(t) => tokio::time::timeout(t, fut)
+                        .await
+                        .unwrap_or_else(|_| Err(Trap::Interrupt.into())),
+                    None => fut.await,
+                };
+                let hit_cap = store.data().limiter.hit_cap();
+                r.map_err(|e| classify(&config, e, hit_cap))?;
+                Ok(results
+                    .iter()
+                    .map(|v| match v {
+                        Core::I32(x) => Val::S32(*x),
+                        Core::I64(x) => Val::S64(*x),
+                        Core::F32(x) => Val::Float32(f32::from_bits(*x)),
+                        Core::F64(x) => Val::Float64(f64::from_bits(*x)),
+                        _ => Val::Bool(false),
+                    })
+                    .collect())
+            }
         }
     }
 
     /// Peak linear memory of this instance so far, in bytes.
     pub fn peak_memory(&self) -> u64 {
-        self.store.data().limiter.peak()
+        match &self.inner {
+            Inner::Component { store, .. } => store.data().limiter.peak(),
+            Inner::Module { store, .. } => store.data().limiter.peak(),
+        }
+    }
+}
+
+fn check_arity(info: &ExportInfo, args: &[Val]) -> Result<(), PluginError> {
+    if info.params.len() != args.len() {
+        return Err(PluginError::Args(format!(
+            "`{}` takes {} argument(s), {} given",
+            info.signature,
+            info.params.len(),
+            args.len()
+        )));
+    }
+    Ok(())
+}
+
+fn core_to_type(t: &wharf_engine::wasmtime::ValType) -> Option<Type> {
+    use wharf_engine::wasmtime::ValType;
+    match t {
+        ValType::I32 => Some(Type::S32),
+        ValType::I64 => Some(Type::S64),
+        ValType::F32 => Some(Type::Float32),
+        ValType::F64 => Some(Type::Float64),
+        _ => None,
     }
 }
 

@@ -133,3 +133,44 @@ async fn limits_apply_to_plugin_calls() {
     ));
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn core_modules_with_numeric_exports() {
+    let plugin = load(guests::WAT_ADD, PluginConfig::default());
+    let sigs: Vec<&str> = plugin
+        .exports()
+        .iter()
+        .map(|e| e.signature.as_str())
+        .collect();
+    assert_eq!(
+        sigs,
+        [
+            "add(p0: s32, p1: s32) -> s32",
+            "mul64(p0: s64, p1: s64) -> s64",
+            "half(p0: f64) -> f64"
+        ]
+    );
+    assert_eq!(
+        plugin
+            .call("add", &[Val::S32(3), Val::S32(4)])
+            .await
+            .expect("add"),
+        vec![Val::S32(7)]
+    );
+    assert_eq!(
+        plugin
+            .call("mul64", &[Val::S64(-3), Val::S64(5_000_000_000)])
+            .await
+            .expect("mul64"),
+        vec![Val::S64(-15_000_000_000)]
+    );
+    let mut warm = plugin.instantiate().await.expect("instance");
+    assert_eq!(
+        warm.call("half", &[Val::Float64(3.0)]).await.expect("half"),
+        vec![Val::Float64(1.5)]
+    );
+    assert!(matches!(
+        warm.call("add", &[Val::S64(1), Val::S32(2)]).await,
+        Err(PluginError::Args(_))
+    ));
+}
