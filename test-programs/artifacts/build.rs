@@ -54,6 +54,15 @@ fn main() {
         .join("sdk/wharf-plugin-sdk");
     println!("cargo:rerun-if-changed={}", sdk.join("src").display());
     let calc_py = examples.join("calculator-py");
+    let calc_js = examples.join("calculator-js");
+    for f in [
+        "calculator.js",
+        "build.mjs",
+        "build.sh",
+        "package-lock.json",
+    ] {
+        println!("cargo:rerun-if-changed={}", calc_js.join(f).display());
+    }
     println!(
         "cargo:rerun-if-changed={}",
         calc_py.join("app.py").display()
@@ -161,11 +170,25 @@ fn main() {
         "building the Python calculator failed (needs python3 and pip)"
     );
     let calc_py_wasm = py_out.join("calculator_py.wasm");
+    // The JavaScript calculator, through componentize-js (npm).
+    let js_out = out.join("calculator-js");
+    std::fs::create_dir_all(&js_out).expect("mkdir");
+    let status = Command::new("bash")
+        .arg(calc_js.join("build.sh"))
+        .arg(&js_out)
+        .status()
+        .expect("running examples/calculator-js/build.sh");
+    assert!(
+        status.success(),
+        "building the JavaScript calculator failed (needs node and npm)"
+    );
+    let calc_js_wasm = js_out.join("calculator_js.wasm");
     writeln!(
         code,
-        "/// The Rust calculator (`examples/calculator-rs`).\npub const CALCULATOR_RS: &str = {:?};\n/// The Python calculator (`examples/calculator-py`, componentize-py).\npub const CALCULATOR_PY: &str = {:?};",
+        "/// The Rust calculator (`examples/calculator-rs`).\npub const CALCULATOR_RS: &str = {:?};\n/// The Python calculator (`examples/calculator-py`, componentize-py).\npub const CALCULATOR_PY: &str = {:?};\n/// The JavaScript calculator (`examples/calculator-js`, componentize-js).\npub const CALCULATOR_JS: &str = {:?};",
         calc_rs_wasm.display().to_string(),
-        calc_py_wasm.display().to_string()
+        calc_py_wasm.display().to_string(),
+        calc_js_wasm.display().to_string()
     )
     .expect("write");
     let http = target_dir.join("wasm32-wasip2/release/http_test.wasm");

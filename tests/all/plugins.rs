@@ -118,9 +118,10 @@ fn plugin_app() -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     std::fs::copy(guests::CALCULATOR_RS, d.path().join("calc_rs.wasm")).expect("copy");
     std::fs::copy(guests::CALCULATOR_PY, d.path().join("calc_py.wasm")).expect("copy");
+    std::fs::copy(guests::CALCULATOR_JS, d.path().join("calc_js.wasm")).expect("copy");
     std::fs::write(
         d.path().join("wharf.toml"),
-        "[app]\nname = \"calc\"\nversion = \"1\"\n\n[[component]]\nid = \"rs\"\nsource = \"calc_rs.wasm\"\nexecutor = { type = \"plugin\" }\n\n[[component]]\nid = \"py\"\nsource = \"calc_py.wasm\"\nexecutor = { type = \"plugin\" }\n",
+        "[app]\nname = \"calc\"\nversion = \"1\"\n\n[[component]]\nid = \"rs\"\nsource = \"calc_rs.wasm\"\nexecutor = { type = \"plugin\" }\n\n[[component]]\nid = \"py\"\nsource = \"calc_py.wasm\"\nexecutor = { type = \"plugin\" }\n\n[[component]]\nid = \"js\"\nsource = \"calc_js.wasm\"\nexecutor = { type = \"plugin\" }\n",
     )
     .expect("write");
     d
@@ -131,7 +132,7 @@ fn invoke_endpoint_maps_json_to_wit_types() {
     let s = Server::start(&[]);
     deploy(&s, plugin_app().path());
     let v = s.admin("GET", "/v1/apps/calc/exports", b"").json();
-    assert_eq!(v["components"].as_array().expect("components").len(), 2);
+    assert_eq!(v["components"].as_array().expect("components").len(), 3);
     assert!(
         v["components"][0]["exports"]
             .as_array()
@@ -139,7 +140,7 @@ fn invoke_endpoint_maps_json_to_wit_types() {
             .iter()
             .any(|e| e == "add(a: s32, b: s32) -> s32")
     );
-    for comp in ["rs", "py"] {
+    for comp in ["rs", "py", "js"] {
         let invoke = |export: &str, body: &str| {
             s.admin(
                 "POST",

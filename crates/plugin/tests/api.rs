@@ -31,7 +31,11 @@ fn point(x: f64, y: f64) -> Val {
 
 #[tokio::test(flavor = "current_thread")]
 async fn calculator_in_rust_and_python() {
-    for path in [guests::CALCULATOR_RS, guests::CALCULATOR_PY] {
+    for path in [
+        guests::CALCULATOR_RS,
+        guests::CALCULATOR_PY,
+        guests::CALCULATOR_JS,
+    ] {
         let plugin = load(path, PluginConfig::default());
         let sigs: Vec<&str> = plugin
             .exports()
