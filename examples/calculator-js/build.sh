@@ -7,5 +7,5 @@ out_dir="${1:-$script_dir}"
 mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"
 cd "$script_dir"
-[ -d node_modules/@bytecodealliance/componentize-js ] || npm ci --no-audit --no-fund --silent
+[ -d node_modules/@bytecodealliance/componentize-js ] || npm install --no-audit --no-fund --silent
 node build.mjs ../../wit/calculator "$out_dir/calculator_js.wasm"
