@@ -9,8 +9,13 @@ mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"  # resolve a relative OUTPUT_DIR before the cd below
 cd "$script_dir"
 
-if ! command -v componentize-py >/dev/null 2>&1; then
+# Call the console script from Python's own scripts directory: after `pip install`, a
+# version manager's shim (pyenv) may not exist yet, so PATH alone is not reliable.
+scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+cpy="$scripts/componentize-py"
+if [ ! -x "$cpy" ]; then
     python3 -m pip install --quiet componentize-py==0.25.1
 fi
+[ -x "$cpy" ] || cpy="$(command -v componentize-py)"
 
-componentize-py -d ../../wit/calculator -w calculator componentize app -o "$out_dir/calculator_py.wasm"
+"$cpy" -d ../../wit/calculator -w calculator componentize app -o "$out_dir/calculator_py.wasm"
