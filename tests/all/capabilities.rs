@@ -121,8 +121,7 @@ fn read_only_files_from_the_bundle() {
         let r = s.get(&format!("/site/file?path={path}"));
         assert_eq!(r.status, 404, "{path}: {}", r.text());
     }
-    // Read-only: the test component cannot write (it has no write handler, so check
-    // through WAGI below); and an app without the grant sees nothing.
+    // An app without the grant sees nothing.
     deploy(&s, app_dir("bare", "1", &[("web", "/bare/...")], "").path());
     assert_eq!(s.get("/bare/file?path=/static/index.html").status, 404);
 
@@ -237,11 +236,6 @@ fn wagi_modules_get_read_only_mounts() {
     assert_eq!((r.status, r.text()), (200, "from the bundle".to_string()));
     let r = s.get("/cf/x?file=/etc/hostname");
     assert_eq!(r.status, 404, "{}", r.text());
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }
 
 /// A real `redis-server` on a free loopback port, stopped on drop.

@@ -4,7 +4,27 @@
 
 use std::time::Duration;
 
-use wasmtime::{ResourceLimiter, Result};
+use std::time::Instant;
+
+use wasmtime::{ResourceLimiter, Result, Store, Trap, UpdateDeadline};
+
+/// Epoch ticks (milliseconds) a guest runs between cooperative yields.
+pub const YIELD_TICKS: u64 = 5;
+
+/// Makes a store's wasm yield to the async runtime every [`YIELD_TICKS`] (so one busy
+/// guest never starves other tasks on its thread) and trap with `Trap::Interrupt` once
+/// `deadline(data)` has passed. The one place every long-lived or per-request store
+/// (HTTP, WAGI, plugins) gets its wall-clock deadline from.
+pub fn yield_until<T: 'static>(
+    store: &mut Store<T>,
+    deadline: impl Fn(&T) -> Option<Instant> + Send + Sync + 'static,
+) {
+    store.set_epoch_deadline(YIELD_TICKS);
+    store.epoch_deadline_callback(move |ctx| match deadline(ctx.data()) {
+        Some(d) if Instant::now() >= d => Err(Trap::Interrupt.into()),
+        _ => Ok(UpdateDeadline::Yield(YIELD_TICKS)),
+    });
+}
 
 /// Default cap on elements of any one table.
 pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 1_000_000;

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wharf_engine::limits::DEFAULT_HOSTCALL_FUEL;
-use wharf_engine::wasmtime::{Store, Trap, UpdateDeadline};
+use wharf_engine::wasmtime::{Store, Trap};
 
 use crate::apphost::{AppHost, Exec, LoadedApp};
 use crate::host::HostState;
@@ -39,9 +39,6 @@ use crate::metrics::{AppKind, AppLabel, AppStatus};
 /// The response body type of the data plane.
 pub type ResponseBody =
     http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
-
-/// Epoch ticks between cooperative yields of a running guest.
-const YIELD_TICKS: u64 = 5;
 
 /// Listener-level caps.
 #[derive(Clone, Debug)]
@@ -287,14 +284,7 @@ impl DataPlane {
         let mut store = Store::new(self.host.engine().engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel((comp.memory as usize).min(DEFAULT_HOSTCALL_FUEL));
-        store.set_epoch_deadline(YIELD_TICKS);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(YIELD_TICKS))
-            }
-        });
+        wharf_engine::limits::yield_until(&mut store, move |_| Some(deadline));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let prepared = (|| {
             let req = store

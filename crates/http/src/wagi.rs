@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use wharf_engine::TotalMemoryLimiter;
-use wharf_engine::wasmtime::{self, InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
+use wharf_engine::wasmtime::{self, InstancePre, Linker, Module, Store, Trap};
 use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
 use wharf_engine::wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wharf_engine::wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -189,14 +189,7 @@ pub async fn run(
     );
     store.limiter(|s| &mut s.limiter);
     let deadline = Instant::now() + timeout;
-    store.set_epoch_deadline(5);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(Trap::Interrupt.into())
-        } else {
-            Ok(UpdateDeadline::Yield(5))
-        }
-    });
+    wharf_engine::limits::yield_until(&mut store, move |_| Some(deadline));
     let result = tokio::time::timeout(timeout, async {
         let instance = pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;

@@ -46,7 +46,7 @@ use wharf_engine::load::{LoadOptions, Program, load_file};
 use wharf_engine::wasmtime::component::{
     Component, Func, Instance, InstancePre, Linker, ResourceTable, Type, Val,
 };
-use wharf_engine::wasmtime::{Store, Trap, UpdateDeadline};
+use wharf_engine::wasmtime::{Store, Trap};
 use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
 use wharf_engine::wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wharf_engine::{WharfEngine, WharfError};
@@ -269,34 +269,7 @@ impl Plugin {
     /// Finds an export by `name`, `interface#name`, or a bare name that exactly one
     /// exported interface has.
     pub fn export(&self, name: &str) -> Result<&ExportInfo, PluginError> {
-        if let Some(e) = self.exports.iter().find(|e| e.name == name) {
-            return Ok(e);
-        }
-        let suffix = format!("#{name}");
-        let found: Vec<&ExportInfo> = self
-            .exports
-            .iter()
-            .filter(|e| e.name.ends_with(&suffix))
-            .collect();
-        match found.as_slice() {
-            [one] => Ok(one),
-            [] => Err(PluginError::NoSuchExport {
-                name: name.to_string(),
-                available: self
-                    .exports
-                    .iter()
-                    .map(|e| e.signature.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-            many => Err(PluginError::Args(format!(
-                "`{name}` is exported by several interfaces ({}); name one as INTERFACE#{name}",
-                many.iter()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+        find_export(&self.exports, name)
     }
 
     fn new_store(&self) -> Result<Store<State>, PluginError> {
@@ -315,13 +288,7 @@ impl Plugin {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(10);
-        // Yield to the runtime every 10 ms of running wasm and trap once the call's
-        // deadline has passed.
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(d) if Instant::now() >= d => Err(Trap::Interrupt.into()),
-            _ => Ok(UpdateDeadline::Yield(10)),
-        });
+        wharf_engine::limits::yield_until(&mut store, |d| d.deadline);
         if self.engine.fuel_enabled() {
             store
                 .set_fuel(u64::MAX)
@@ -404,12 +371,7 @@ impl Plugin {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(10);
-        // As for components: yield every 10 ms, trap past the deadline.
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(d) if Instant::now() >= d => Err(Trap::Interrupt.into()),
-            _ => Ok(UpdateDeadline::Yield(10)),
-        });
+        wharf_engine::limits::yield_until(&mut store, |d| d.deadline);
         if self.engine.fuel_enabled() {
             store
                 .set_fuel(u64::MAX)
@@ -500,14 +462,11 @@ impl PluginInstance {
                 let hit_cap = store.data().limiter.hit_cap();
                 match r {
                     Ok(()) => Ok(results),
-                    Err(e)
-                        if e.to_string().contains("type mismatch")
-                            || e.to_string().contains("expected") =>
-                    {
-                        Err(PluginError::Args(format!(
-                            "arguments do not match `{name}`: {e}"
-                        )))
-                    }
+                    // Values are type-checked before the guest runs, so an error that is
+                    // not a trap and not the memory cap is a mismatch of the arguments.
+                    Err(e) if e.downcast_ref::<Trap>().is_none() && !hit_cap => Err(
+                        PluginError::Args(format!("arguments do not match `{name}`: {e}")),
+                    ),
                     Err(e) => Err(classify(&config, e, hit_cap)),
                 }
             }
@@ -603,7 +562,7 @@ fn find_export<'a>(exports: &'a [ExportInfo], name: &str) -> Result<&'a ExportIn
         .collect();
     match found.as_slice() {
         [one] => Ok(one),
-        _ => Err(PluginError::NoSuchExport {
+        [] => Err(PluginError::NoSuchExport {
             name: name.to_string(),
             available: exports
                 .iter()
@@ -611,6 +570,13 @@ fn find_export<'a>(exports: &'a [ExportInfo], name: &str) -> Result<&'a ExportIn
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
+        many => Err(PluginError::Args(format!(
+            "`{name}` is exported by several interfaces ({}); name one as INTERFACE#{name}",
+            many.iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 

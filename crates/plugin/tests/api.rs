@@ -43,13 +43,9 @@ async fn calculator_in_rust_and_python() {
             .map(|e| e.signature.as_str())
             .collect();
         assert!(sigs.contains(&"add(a: s32, b: s32) -> s32"), "{sigs:?}");
-        assert!(sigs.contains(&"midpoint(a: record { x: f64, y: f64 }, b: record { x: f64, y: f64 }) -> record { x: f64, y: f64 }") || sigs.iter().any(|s| s.starts_with("midpoint(")), "{sigs:?}");
-        assert_eq!(
-            plugin
-                .call("add", &[Val::S32(3), Val::S32(4)])
-                .await
-                .expect("add"),
-            vec![Val::S32(7)]
+        assert!(
+            sigs.contains(&"midpoint(a: record { x: f64, y: f64 }, b: record { x: f64, y: f64 }) -> record { x: f64, y: f64 }"),
+            "{sigs:?}"
         );
         assert_eq!(
             plugin
@@ -89,7 +85,7 @@ async fn calculator_in_rust_and_python() {
         assert!(matches!(
             warm.call("add", &[Val::String("x".into()), Val::S32(1)])
                 .await,
-            Err(PluginError::Args(_)) | Err(PluginError::Trap(_))
+            Err(PluginError::Args(_))
         ));
     }
 }
