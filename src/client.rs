@@ -1,4 +1,5 @@
-//! A small client for the admin API, used by `wharf deploy` and `wharf apps`.
+//! A small client for the admin API, used by `wharf deploy`, `wharf apps` and `wharf
+//! call`. Replies are the types of `wharf_admin::api`.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,8 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+use wharf_admin::api::ErrorBody;
 
 /// Where the admin API is and how to authenticate.
 #[derive(clap::Args, Clone, Debug)]
@@ -54,26 +57,27 @@ impl ServerArgs {
     }
 
     /// Sends a JSON body to `path` on the admin API.
-    pub fn request_json(
+    pub async fn request_json(
         &self,
         method: Method,
         path: &str,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes)> {
         self.send(method, path, Some(body), "application/json")
+            .await
     }
 
     /// Sends a request to `path` on the admin API; returns the status and body.
-    pub fn request(
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes)> {
-        self.send(method, path, body, "application/x-tar")
+        self.send(method, path, body, "application/x-tar").await
     }
 
-    fn send(
+    async fn send(
         &self,
         method: Method,
         path: &str,
@@ -85,38 +89,38 @@ impl ServerArgs {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("`{url}` is not a URL"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<Full<Bytes>>();
-            let mut req = Request::builder()
-                .method(method)
-                .uri(uri)
-                .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-            if body.is_some() {
-                req = req.header(http::header::CONTENT_TYPE, content_type);
-            }
-            let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-            let resp = client.request(req).await.with_context(|| {
-                format!(
-                    "cannot reach the wharf server at {} (--server)",
-                    self.server
-                )
-            })?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            Ok((status, bytes))
-        })
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let resp = client.request(req).await.with_context(|| {
+            format!(
+                "cannot reach the wharf server at {} (--server)",
+                self.server
+            )
+        })?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
     }
 }
 
-/// The message of an admin API error body, or the raw body.
+/// A successful reply's body as the `wharf_admin::api` type `T`.
+pub fn parse_reply<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .context("the server's reply is not what this wharf expects (is it the same version?)")
+}
+
+/// The message of an admin API error body ([`ErrorBody`]), or the raw body.
 pub fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string())
 }

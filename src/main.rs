@@ -1,9 +1,12 @@
 //! The `wharf` command line. Each subcommand lives in `commands/` as a clap struct with
-//! one `execute` method; the work itself is done by the library crates (`wharf-engine`,
-//! ...), so this binary stays thin.
+//! one `async fn execute(self) -> Result<(), CliError>`; the work itself is done by the
+//! library crates (`wharf-engine`, ...), so this binary stays thin. `main` builds the
+//! process's one async runtime, runs the subcommand on it, and prints its error once
+//! (`error: MESSAGE`) before exiting with the error's code.
 
 mod client;
 mod commands;
+mod error;
 
 use clap::Parser;
 
@@ -33,6 +36,31 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let code = cli.command.execute();
-    std::process::exit(code);
+    let result = match cli.command {
+        // The compile worker caps its own address space (RLIMIT_AS) to bound the
+        // compiler; it runs alone, without a runtime's threads in that space.
+        commands::Command::CompileWorker(worker) => worker.execute(),
+        command => runtime(&command).and_then(|rt| rt.block_on(command.execute())),
+    };
+    if let Err(e) = result {
+        if let Some(message) = e.message() {
+            eprintln!("error: {message}");
+        }
+        std::process::exit(e.code());
+    }
+}
+
+/// The process's one async runtime: the server's is multi-threaded, every other command
+/// does one thing at a time on the main thread.
+fn runtime(command: &commands::Command) -> Result<tokio::runtime::Runtime, error::CliError> {
+    let mut builder = match command {
+        commands::Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().map_err(|e| {
+        error::CliError::new(
+            wharf_engine::error::EXIT_INTERNAL,
+            format!("starting the async runtime: {e}"),
+        )
+    })
 }

@@ -3,7 +3,10 @@
 use clap::{Args, Subcommand};
 use http::Method;
 
-use crate::client::{ServerArgs, error_message};
+use wharf_admin::api::{AppInfo, AppList, ComponentInfo, LogsReply, Removed};
+
+use crate::client::{ServerArgs, error_message, parse_reply};
+use crate::error::CliError;
 
 /// List the apps on a server, show one, or remove one.
 ///
@@ -48,18 +51,12 @@ enum AppsAction {
 }
 
 impl AppsCommand {
-    /// Runs the command; returns the exit code.
-    pub fn execute(self) -> i32 {
-        match self.run() {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
-        }
+    /// Runs the command.
+    pub async fn execute(self) -> Result<(), CliError> {
+        Ok(self.run().await?)
     }
 
-    fn run(&self) -> anyhow::Result<()> {
+    async fn run(&self) -> anyhow::Result<()> {
         let (method, path) = match &self.action {
             None | Some(AppsAction::List) => (Method::GET, "/v1/apps".to_string()),
             Some(AppsAction::Show { name }) => (Method::GET, format!("/v1/apps/{name}")),
@@ -68,7 +65,7 @@ impl AppsCommand {
                 (Method::GET, format!("/v1/apps/{name}/logs?tail={tail}"))
             }
         };
-        let (status, body) = self.server.request(method, &path, None)?;
+        let (status, body) = self.server.request(method, &path, None).await?;
         if !status.is_success() {
             anyhow::bail!("{} ({status})", error_message(&body));
         }
@@ -76,49 +73,38 @@ impl AppsCommand {
             println!("{}", String::from_utf8_lossy(&body));
             return Ok(());
         }
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
         match &self.action {
             None | Some(AppsAction::List) => {
-                let apps = v["apps"].as_array().cloned().unwrap_or_default();
-                if apps.is_empty() {
+                let list: AppList = parse_reply(&body)?;
+                if list.apps.is_empty() {
                     println!("no apps deployed");
                     return Ok(());
                 }
                 println!("{:<20} {:<12} {:>4}  ROUTES", "NAME", "VERSION", "REV");
-                for a in apps {
-                    let routes: Vec<String> = a["components"]
-                        .as_array()
-                        .map(|cs| {
-                            cs.iter()
-                                .map(|c| {
-                                    format!(
-                                        "{} ({})",
-                                        c["route"].as_str().unwrap_or(""),
-                                        c["id"].as_str().unwrap_or("")
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                for a in &list.apps {
+                    let routes: Vec<String> = a
+                        .components
+                        .iter()
+                        .map(|c| format!("{} ({})", route(c), c.id))
+                        .collect();
                     println!(
                         "{:<20} {:<12} {:>4}  {}",
-                        a["name"].as_str().unwrap_or(""),
-                        a["version"].as_str().unwrap_or(""),
-                        a["revision"].as_u64().unwrap_or(0),
+                        a.name,
+                        a.version,
+                        a.revision,
                         routes.join(", ")
                     );
                 }
             }
-            Some(AppsAction::Show { .. }) => print_app(&v),
-            Some(AppsAction::Rm { name }) => println!("removed `{name}`"),
+            Some(AppsAction::Show { .. }) => print_app(&parse_reply(&body)?),
+            Some(AppsAction::Rm { .. }) => {
+                let reply: Removed = parse_reply(&body)?;
+                println!("removed `{}`", reply.removed.name);
+            }
             Some(AppsAction::Logs { .. }) => {
-                for l in v["lines"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "[{}] {}: {}",
-                        l["component"].as_str().unwrap_or(""),
-                        l["stream"].as_str().unwrap_or(""),
-                        l["line"].as_str().unwrap_or("")
-                    );
+                let reply: LogsReply = parse_reply(&body)?;
+                for l in &reply.lines {
+                    println!("[{}] {}: {}", l.component, l.stream, l.line);
                 }
             }
         }
@@ -126,20 +112,25 @@ impl AppsCommand {
     }
 }
 
-fn print_app(a: &serde_json::Value) {
-    println!("name:      {}", a["name"].as_str().unwrap_or(""));
-    println!("version:   {}", a["version"].as_str().unwrap_or(""));
-    println!("revision:  {}", a["revision"]);
-    for c in a["components"].as_array().cloned().unwrap_or_default() {
+/// A component's route, or nothing for a plugin.
+fn route(c: &ComponentInfo) -> &str {
+    c.route.as_deref().unwrap_or("")
+}
+
+fn print_app(a: &AppInfo) {
+    println!("name:      {}", a.name);
+    println!("version:   {}", a.version);
+    println!("revision:  {}", a.revision);
+    for c in &a.components {
         println!(
             "component: {}  route {}  source {}  memory {}  timeout {} ms  max body {}  max concurrency {}",
-            c["id"].as_str().unwrap_or(""),
-            c["route"].as_str().unwrap_or(""),
-            c["source"].as_str().unwrap_or(""),
-            wharf_engine::size::format_size(c["memory"].as_u64().unwrap_or(0)),
-            c["timeout_ms"],
-            wharf_engine::size::format_size(c["max_body"].as_u64().unwrap_or(0)),
-            c["max_concurrency"]
+            c.id,
+            route(c),
+            c.source,
+            wharf_engine::size::format_size(c.memory),
+            c.timeout_ms,
+            wharf_engine::size::format_size(c.max_body),
+            c.max_concurrency
         );
     }
 }

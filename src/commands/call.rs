@@ -10,8 +10,13 @@ use wharf_engine::config::EngineOptions;
 use wharf_engine::wasmtime::component::{Val, wasm_wave};
 use wharf_plugin::{Plugin, PluginConfig};
 
+use wharf_admin::api::{InvokeReply, InvokeRequest};
+use wharf_engine::error::{EXIT_INTERNAL, EXIT_MEMORY, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE};
+use wharf_plugin::PluginError;
+
 use super::{CompileArgs, parse_duration, parse_size};
-use crate::client::{ServerArgs, error_message};
+use crate::client::{ServerArgs, error_message, parse_reply};
+use crate::error::CliError;
 
 /// Call an export of a component with typed arguments, as a plugin.
 ///
@@ -52,89 +57,67 @@ pub struct CallCommand {
 }
 
 impl CallCommand {
-    /// Runs the command; returns the exit code.
-    pub fn execute(self) -> i32 {
+    /// Runs the command.
+    pub async fn execute(self) -> Result<(), CliError> {
         let path = PathBuf::from(&self.target);
-        let r = if path.exists()
+        if path.exists()
             || self.target.ends_with(".wasm")
             || self.target.ends_with(".wat")
             || self.target.ends_with(".cwasm")
         {
-            self.call_local(&path)
+            self.call_local(&path).await
         } else {
-            self.call_remote()
-        };
-        match r {
-            Ok(()) => 0,
-            Err((code, msg)) => {
-                eprintln!("error: {msg}");
-                code
-            }
+            self.call_remote().await
         }
     }
 
-    fn call_local(&self, path: &std::path::Path) -> Result<(), (i32, String)> {
-        use wharf_engine::error::{EXIT_INTERNAL, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE};
+    async fn call_local(&self, path: &std::path::Path) -> Result<(), CliError> {
         let engine = WharfEngine::new(&EngineOptions::default())
-            .map_err(|e| (EXIT_INTERNAL, format!("{e:#}")))?;
-        let load = self
-            .compile
-            .load_options()
-            .map_err(|e| (e.exit_code(), e.to_string()))?;
+            .map_err(|e| CliError::new(EXIT_INTERNAL, format!("{e:#}")))?;
+        let load = self.compile.load_options()?;
         let config = PluginConfig {
             max_memory: Some(self.max_memory),
             timeout: Some(self.timeout),
-            env: Vec::new(),
-            inherit_stdio: true,
+            output: wharf_host::Output::Inherit,
+            ..PluginConfig::default()
         };
         let plugin = Plugin::load(&engine, path, &load, config).map_err(|e| match e {
-            wharf_plugin::PluginError::Load(w) => (w.exit_code(), w.to_string()),
-            other => (EXIT_USAGE, other.to_string()),
+            PluginError::Load(w) => CliError::from(w),
+            other => CliError::usage(other.to_string()),
         })?;
         let info = plugin
             .export(&self.export)
-            .map_err(|e| (EXIT_USAGE, e.to_string()))?
+            .map_err(|e| CliError::usage(e.to_string()))?
             .clone();
         if info.params.len() != self.args.len() {
-            return Err((
-                EXIT_USAGE,
-                format!(
-                    "`{}` takes {} argument(s), {} given",
-                    info.signature,
-                    info.params.len(),
-                    self.args.len()
-                ),
-            ));
+            return Err(CliError::usage(format!(
+                "`{}` takes {} argument(s), {} given",
+                info.signature,
+                info.params.len(),
+                self.args.len()
+            )));
         }
         let mut vals = Vec::new();
         for (i, ((pname, ty), text)) in info.params.iter().zip(&self.args).enumerate() {
             let v: Val = wasm_wave::from_str(ty, text).map_err(|e| {
-                (
-                    EXIT_USAGE,
-                    format!(
-                        "argument {} (`{pname}`) of `{}`: `{text}` is not a WAVE {}: {e}",
-                        i + 1,
-                        info.signature,
-                        wharf_plugin::json::wit_type_name(ty)
-                    ),
-                )
+                CliError::usage(format!(
+                    "argument {} (`{pname}`) of `{}`: `{text}` is not a WAVE {}: {e}",
+                    i + 1,
+                    info.signature,
+                    wharf_engine::exports::wit_type_name(ty)
+                ))
             })?;
             vals.push(v);
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| (EXIT_INTERNAL, e.to_string()))?;
-        let results = rt.block_on(plugin.call(&info.name, &vals)).map_err(|e| {
+        let results = plugin.call(&info.name, &vals).await.map_err(|e| {
             let code = match &e {
-                wharf_plugin::PluginError::Timeout(_) => EXIT_TIMEOUT,
-                wharf_plugin::PluginError::Trap(_) => EXIT_TRAP,
-                wharf_plugin::PluginError::MemoryCap(_) => wharf_engine::error::EXIT_MEMORY,
-                wharf_plugin::PluginError::Args(_)
-                | wharf_plugin::PluginError::NoSuchExport { .. } => EXIT_USAGE,
+                PluginError::Timeout(_) => EXIT_TIMEOUT,
+                PluginError::Trap(_) => EXIT_TRAP,
+                PluginError::MemoryCap(_) => EXIT_MEMORY,
+                PluginError::Args(_) | PluginError::NoSuchExport { .. } => EXIT_USAGE,
                 _ => EXIT_INTERNAL,
             };
-            (code, e.to_string())
+            CliError::new(code, e.to_string())
         })?;
         self.print(&results);
         Ok(())
@@ -162,17 +145,22 @@ impl CallCommand {
         }
     }
 
-    fn call_remote(&self) -> Result<(), (i32, String)> {
-        let body = serde_json::json!({ "wave": self.args });
+    async fn call_remote(&self) -> Result<(), CliError> {
+        let request = InvokeRequest::Wave {
+            wave: self.args.clone(),
+        };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| CliError::new(EXIT_INTERNAL, format!("encoding the arguments: {e}")))?;
         let (status, bytes) = self
             .server
             .request_json(
                 Method::POST,
                 &format!("/v1/apps/{}/invoke/{}", self.target, self.export),
-                serde_json::to_vec(&body).unwrap_or_default(),
+                body,
             )
+            .await
             .map_err(|e| {
-                (
+                CliError::new(
                     1,
                     format!(
                         "`{}` is not a file, so it names an app on the server: {e:#}",
@@ -181,15 +169,17 @@ impl CallCommand {
                 )
             })?;
         if !status.is_success() {
-            return Err((1, format!("{} ({status})", error_message(&bytes))));
+            return Err(CliError::new(
+                1,
+                format!("{} ({status})", error_message(&bytes)),
+            ));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| (1, e.to_string()))?;
+        let reply: InvokeReply = parse_reply(&bytes)?;
         if self.json {
-            println!("{}", v["result"]);
-        } else if let Some(w) = v["wave"].as_array() {
-            for s in w {
-                println!("{}", s.as_str().unwrap_or(""));
+            println!("{}", reply.result);
+        } else {
+            for s in &reply.wave {
+                println!("{s}");
             }
         }
         Ok(())

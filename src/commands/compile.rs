@@ -9,7 +9,8 @@ use wharf_engine::config::EngineOptions;
 use wharf_engine::error::WharfError;
 use wharf_engine::size::format_size;
 
-use super::{CompileArgs, report_error};
+use super::CompileArgs;
+use crate::error::CliError;
 
 /// Precompile a .wasm or .wat file into a .cwasm.
 ///
@@ -39,12 +40,9 @@ pub struct CompileCommand {
 }
 
 impl CompileCommand {
-    /// Runs the command and returns the exit code.
-    pub fn execute(self) -> i32 {
-        match self.compile() {
-            Ok(()) => 0,
-            Err(e) => report_error(&e),
-        }
+    /// Runs the command.
+    pub async fn execute(self) -> Result<(), CliError> {
+        Ok(self.compile()?)
     }
 
     fn compile(&self) -> Result<(), WharfError> {

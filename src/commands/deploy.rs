@@ -7,7 +7,10 @@ use std::time::Instant;
 use clap::Args;
 use http::{Method, StatusCode};
 
-use crate::client::{ServerArgs, error_message};
+use wharf_admin::api::AppInfo;
+
+use crate::client::{ServerArgs, error_message, parse_reply};
+use crate::error::CliError;
 
 /// Deploy an app, or replace the running version, without restarting the server.
 ///
@@ -67,18 +70,12 @@ fn add_tree(
 }
 
 impl DeployCommand {
-    /// Runs the command; returns the exit code.
-    pub fn execute(self) -> i32 {
-        match self.deploy() {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
-        }
+    /// Runs the command.
+    pub async fn execute(self) -> Result<(), CliError> {
+        Ok(self.deploy().await?)
     }
 
-    fn deploy(&self) -> anyhow::Result<()> {
+    async fn deploy(&self) -> anyhow::Result<()> {
         use anyhow::Context;
         let manifest_path = if self.path.is_dir() {
             self.path.join("wharf.toml")
@@ -127,7 +124,7 @@ impl DeployCommand {
             }
         }
         let size: usize = files.values().map(Vec::len).sum();
-        let tarball = wharf_http::bundle::Bundle::pack(&files)?;
+        let tarball = wharf_runtime::bundle::Bundle::pack(&files)?;
         let name = &manifest.app.name;
         eprintln!(
             "Deploying `{name}` {} ({} file(s), {}) to {} ...",
@@ -137,9 +134,10 @@ impl DeployCommand {
             self.server.server
         );
         let t = Instant::now();
-        let (status, body) =
-            self.server
-                .request(Method::PUT, &format!("/v1/apps/{name}"), Some(tarball))?;
+        let (status, body) = self
+            .server
+            .request(Method::PUT, &format!("/v1/apps/{name}"), Some(tarball))
+            .await?;
         if !status.is_success() {
             anyhow::bail!(
                 "the server refused the deploy ({status}): {}",
@@ -150,7 +148,7 @@ impl DeployCommand {
             println!("{}", String::from_utf8_lossy(&body));
             return Ok(());
         }
-        let info: serde_json::Value = serde_json::from_slice(&body)?;
+        let info: AppInfo = parse_reply(&body)?;
         eprintln!(
             "{} `{name}` {} (revision {}) in {:.2}s",
             if status == StatusCode::CREATED {
@@ -158,18 +156,12 @@ impl DeployCommand {
             } else {
                 "Updated"
             },
-            info["version"].as_str().unwrap_or(""),
-            info["revision"],
+            info.version,
+            info.revision,
             t.elapsed().as_secs_f64()
         );
-        if let Some(comps) = info["components"].as_array() {
-            for c in comps {
-                println!(
-                    "  {:<16} {}",
-                    c["id"].as_str().unwrap_or(""),
-                    c["route"].as_str().unwrap_or("")
-                );
-            }
+        for c in &info.components {
+            println!("  {:<16} {}", c.id, c.route.as_deref().unwrap_or(""));
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ use wharf_engine::WharfEngine;
 use wharf_engine::config::EngineOptions;
 use wharf_engine::load::{InputKind, classify};
 
+use crate::error::CliError;
+
 /// Describe a WebAssembly file: module or component, the world it looks like it targets,
 /// its imports and exports with their types, its size and custom sections (and whether
 /// it carries a signature section).
@@ -25,21 +27,15 @@ pub struct InspectCommand {
 }
 
 impl InspectCommand {
-    /// Runs the command; returns the exit code.
-    pub fn execute(self) -> i32 {
-        match self.inspect() {
-            Ok(()) => 0,
-            Err((code, msg)) => {
-                eprintln!("error: {msg}");
-                code
-            }
-        }
+    /// Runs the command.
+    pub async fn execute(self) -> Result<(), CliError> {
+        self.inspect()
     }
 
-    fn inspect(&self) -> Result<(), (i32, String)> {
+    fn inspect(&self) -> Result<(), CliError> {
         use wharf_engine::error::{EXIT_INTERNAL, EXIT_NO_INPUT, EXIT_NOT_WASM};
         let raw = std::fs::read(&self.file).map_err(|e| {
-            (
+            CliError::new(
                 EXIT_NO_INPUT,
                 format!("cannot read `{}`: {e}", self.file.display()),
             )
@@ -48,14 +44,14 @@ impl InspectCommand {
             InputKind::Text => wat::parse_bytes(&raw)
                 .map(|b| b.into_owned())
                 .map_err(|e| {
-                    (
+                    CliError::new(
                         EXIT_NOT_WASM,
                         format!("`{}` does not parse: {e}", self.file.display()),
                     )
                 })?,
             InputKind::Module | InputKind::Component => raw.clone(),
             _ => {
-                return Err((
+                return Err(CliError::new(
                     EXIT_NOT_WASM,
                     format!(
                         "`{}` is not a WebAssembly module or component",
@@ -74,12 +70,12 @@ impl InspectCommand {
             .iter()
             .any(|(n, _)| n == "signature" || n.starts_with("signature"));
         let engine = WharfEngine::new(&EngineOptions::default())
-            .map_err(|e| (EXIT_INTERNAL, format!("{e:#}")))?;
+            .map_err(|e| CliError::new(EXIT_INTERNAL, format!("{e:#}")))?;
         let e = engine.engine();
         let (kind, world, imports, exports) = if classify(&bytes) == InputKind::Component {
             let c =
                 wharf_engine::wasmtime::component::Component::new(e, &bytes).map_err(|err| {
-                    (
+                    CliError::new(
                         EXIT_NOT_WASM,
                         format!("`{}` is not a valid component: {err}", self.file.display()),
                     )
@@ -107,7 +103,7 @@ impl InspectCommand {
             ("component", world.to_string(), imports, exports)
         } else {
             let m = wharf_engine::wasmtime::Module::new(e, &bytes).map_err(|err| {
-                (
+                CliError::new(
                     EXIT_NOT_WASM,
                     format!("`{}` is not a valid module: {err}", self.file.display()),
                 )
@@ -201,19 +197,7 @@ fn describe(
 }
 
 fn func_sig(name: &str, f: &wharf_engine::wasmtime::component::types::ComponentFunc) -> String {
-    let p: Vec<String> = f
-        .params()
-        .map(|(n, t)| format!("{n}: {}", wharf_plugin::json::wit_type_name(&t)))
-        .collect();
-    let r: Vec<String> = f
-        .results()
-        .map(|t| wharf_plugin::json::wit_type_name(&t))
-        .collect();
-    if r.is_empty() {
-        format!("{name}({})", p.join(", "))
-    } else {
-        format!("{name}({}) -> {}", p.join(", "), r.join(", "))
-    }
+    wharf_engine::ExportFunc::from_func(name.to_string(), f).signature
 }
 
 fn extern_ty(t: &wharf_engine::wasmtime::ExternType) -> String {

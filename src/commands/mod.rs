@@ -9,6 +9,8 @@ use wharf_engine::compile::Compiler;
 use wharf_engine::error::WharfError;
 use wharf_engine::load::LoadOptions;
 
+use crate::error::CliError;
+
 pub mod apps;
 pub mod call;
 pub mod compile;
@@ -42,16 +44,17 @@ pub enum Command {
 }
 
 impl Command {
-    /// Runs the subcommand and returns the process exit code.
-    pub fn execute(self) -> i32 {
+    /// Runs the subcommand on the process's runtime (see `main`).
+    pub async fn execute(self) -> Result<(), CliError> {
         match self {
-            Command::Run(c) => c.execute(),
-            Command::Compile(c) => c.execute(),
-            Command::Call(c) => c.execute(),
-            Command::Inspect(c) => c.execute(),
-            Command::Serve(c) => c.execute(),
-            Command::Deploy(c) => c.execute(),
-            Command::Apps(c) => c.execute(),
+            Command::Run(c) => c.execute().await,
+            Command::Compile(c) => c.execute().await,
+            Command::Call(c) => c.execute().await,
+            Command::Inspect(c) => c.execute().await,
+            Command::Serve(c) => c.execute().await,
+            Command::Deploy(c) => c.execute().await,
+            Command::Apps(c) => c.execute().await,
+            // Runs without a runtime; `main` calls it directly.
             Command::CompileWorker(c) => c.execute(),
         }
     }
@@ -67,12 +70,8 @@ pub struct CompileArgs {
     /// Compile every time; neither read nor write the artifact cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Stop compiling after this long (compilation runs in a separate, bounded process).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub compile_timeout: Duration,
-    /// Memory bound of the compiling process.
-    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
-    pub compile_max_memory: u64,
+    #[command(flatten)]
+    pub bounds: CompileBounds,
     /// The key that signs and verifies .cwasm files written here [default:
     /// $XDG_CONFIG_HOME/wharf/artifact.key or ~/.config/wharf/artifact.key].
     #[arg(
@@ -97,7 +96,7 @@ impl CompileArgs {
         };
         Ok(LoadOptions {
             cache,
-            compiler: Compiler::bounded(self.compile_timeout, self.compile_max_memory)?,
+            compiler: self.bounds.compiler()?,
             key_path: self.key_path(),
             progress: true,
         })
@@ -106,6 +105,25 @@ impl CompileArgs {
     /// The artifact key file.
     pub fn key_path(&self) -> Option<PathBuf> {
         self.artifact_key.clone().or_else(ArtifactKey::default_path)
+    }
+}
+
+/// The bounds of the compiling process: shared by every command that compiles, `wharf
+/// serve` included.
+#[derive(Args, Clone, Debug)]
+pub struct CompileBounds {
+    /// Stop compiling after this long (compilation runs in a separate, bounded process).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub compile_timeout: Duration,
+    /// Memory bound of the compiling process.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub compile_max_memory: u64,
+}
+
+impl CompileBounds {
+    /// The compiler these bounds describe.
+    pub fn compiler(&self) -> anyhow::Result<Compiler> {
+        Compiler::bounded(self.compile_timeout, self.compile_max_memory)
     }
 }
 
@@ -124,13 +142,4 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses a byte size such as `64MiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     wharf_engine::size::parse_size(s)
-}
-
-/// Prints an error (with its whole cause chain) and returns its exit code.
-pub fn report_error(e: &WharfError) -> i32 {
-    match e {
-        WharfError::Internal(inner) => eprintln!("error: {inner:#}"),
-        other => eprintln!("error: {other}"),
-    }
-    e.exit_code()
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::Args;
 use wharf_engine::config::{AllocatorChoice, EngineOptions};
 use wharf_engine::error::{EXIT_CODE_TABLE, WharfError};
-use wharf_engine::run::{RunOutput, RunReport};
+use wharf_engine::run::{RunOutput, RunReport, RunStats};
 use wharf_engine::size::format_size;
 use wharf_engine::{DirGrant, Invocation, Limits, RunOptions, WharfEngine};
 
-use super::{CompileArgs, parse_duration, parse_size, report_error};
+use super::{CompileArgs, parse_duration, parse_size};
+use crate::error::CliError;
 
 /// Run a WebAssembly program.
 ///
@@ -95,12 +96,10 @@ fn parse_allocator(s: &str) -> Result<AllocatorChoice, String> {
 }
 
 impl RunCommand {
-    /// Runs the command and returns the exit code.
-    pub fn execute(self) -> i32 {
-        match self.prepare() {
-            Ok((engine, opts)) => self.run(&engine, &opts),
-            Err(e) => report_error(&e),
-        }
+    /// Runs the program; its own exit status becomes the error's exit code.
+    pub async fn execute(self) -> Result<(), CliError> {
+        let (engine, opts) = self.prepare()?;
+        self.run(&engine, &opts).await
     }
 
     fn prepare(&self) -> Result<(WharfEngine, RunOptions), WharfError> {
@@ -161,46 +160,43 @@ impl RunCommand {
         Ok((engine, opts))
     }
 
-    fn run(&self, engine: &WharfEngine, opts: &RunOptions) -> i32 {
-        let load = match self.compile.load_options() {
-            Ok(l) => l,
-            Err(e) => return report_error(&e),
-        };
-        let loaded = match wharf_engine::load::load_file(engine, &self.file, &load) {
-            Ok(l) => l,
-            Err(e) => return report_error(&e),
-        };
-        let report = wharf_engine::run::run(engine, &loaded, opts);
-        let code = match &report.outcome {
-            Ok(RunOutput::Exit(c)) => *c,
+    async fn run(&self, engine: &WharfEngine, opts: &RunOptions) -> Result<(), CliError> {
+        let load = self.compile.load_options()?;
+        let loaded = wharf_engine::load::load_file(engine, &self.file, &load)?;
+        let RunReport { stats, outcome } =
+            wharf_engine::run::run_async(engine, &loaded, opts).await;
+        let result = match outcome {
+            Ok(RunOutput::Exit(0)) => Ok(()),
+            Ok(RunOutput::Exit(c)) => Err(CliError::exit(c)),
             Ok(RunOutput::Values(values)) => {
                 let mut out = std::io::stdout().lock();
                 for v in values {
                     let _ = writeln!(out, "{v}");
                 }
                 let _ = out.flush();
-                0
+                Ok(())
             }
-            Err(e) => report_error(e),
+            Err(e) => Err(CliError::from(e)),
         };
         if self.stats {
-            print_stats(&report, engine);
+            print_stats(&stats, engine);
         }
         if let Some(path) = &self.stats_json {
-            let json = serde_json::to_string_pretty(&report.stats).unwrap_or_default();
+            let json = serde_json::to_string_pretty(&stats).unwrap_or_default();
             if let Err(e) = std::fs::write(path, json + "\n") {
-                eprintln!("error: writing statistics to `{}`: {e}", path.display());
-                if code == 0 {
-                    return wharf_engine::error::EXIT_INTERNAL;
+                let message = format!("writing statistics to `{}`: {e}", path.display());
+                if result.is_ok() {
+                    return Err(CliError::new(wharf_engine::error::EXIT_INTERNAL, message));
                 }
+                // The run's own failure is the error reported; this one is secondary.
+                eprintln!("warning: {message}");
             }
         }
-        code
+        result
     }
 }
 
-fn print_stats(report: &RunReport, engine: &WharfEngine) {
-    let s = &report.stats;
+fn print_stats(s: &RunStats, engine: &WharfEngine) {
     let ms = |us: u64| format!("{:.3} ms", us as f64 / 1000.0);
     let load = match s.load_method {
         wharf_engine::LoadMethod::Compiled => "compile",

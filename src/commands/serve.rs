@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 use wharf_engine::WharfEngine;
-use wharf_engine::compile::Compiler;
 use wharf_engine::config::{AllocatorChoice, EngineOptions};
-use wharf_http::{AppHost, DataPlane, HostConfig, Metrics, ServerLimits};
+use wharf_http::{DataPlane, ServerLimits};
+use wharf_runtime::{Metrics, Runtime, RuntimeConfig};
 
-use super::{parse_duration, parse_size};
+use super::{CompileBounds, parse_duration, parse_size};
+use crate::error::CliError;
 
 /// Serve HTTP apps: many `wasi:http/proxy` components in one process, deployed,
 /// replaced and removed live through the admin API (`wharf deploy`, `wharf apps`).
@@ -73,12 +74,8 @@ pub struct ServeCommand {
     /// Largest app bundle accepted by the admin API.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     max_bundle_size: u64,
-    /// Stop compiling a component after this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    compile_timeout: Duration,
-    /// Memory bound of the compiling process.
-    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
-    compile_max_memory: u64,
+    #[command(flatten)]
+    compile: CompileBounds,
     /// Instance slots in the pooling allocator (also caps live instances).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pool_instances: u32,
@@ -103,25 +100,9 @@ pub fn default_state_dir() -> Option<PathBuf> {
 }
 
 impl ServeCommand {
-    /// Runs the server until SIGTERM/SIGINT; returns the exit code.
-    pub fn execute(self) -> i32 {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("error: starting the runtime: {e}");
-                return wharf_engine::error::EXIT_INTERNAL;
-            }
-        };
-        match rt.block_on(self.serve()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
-        }
+    /// Runs the server until SIGTERM/SIGINT (on a multi-threaded runtime, see `main`).
+    pub async fn execute(self) -> Result<(), CliError> {
+        Ok(self.serve().await?)
     }
 
     async fn serve(self) -> anyhow::Result<()> {
@@ -149,26 +130,17 @@ impl ServeCommand {
             ..EngineOptions::default()
         })?;
         tracing::info!("engine: {:?} allocator", engine.allocator());
-        let mut config = HostConfig::new(state_dir.clone());
+        let mut config = RuntimeConfig::new(state_dir.clone());
         config.default_memory = self.max_memory;
         config.default_timeout = self.timeout;
         config.default_max_body = self.max_body;
         config.default_max_concurrency = self.max_concurrency;
         config.max_bundle = self.max_bundle_size;
-        config.compiler = Compiler::bounded(self.compile_timeout, self.compile_max_memory)?;
+        config.compiler = self.compile.compiler()?;
         if let Some(f) = &self.secrets_file {
             // Checked now so that a typo is reported at start, not at the first deploy.
-            std::fs::read_to_string(f)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot read the secrets file `{}` (--secrets-file): {e}",
-                        f.display()
-                    )
-                })?
-                .parse::<toml::Table>()
-                .map_err(|e| {
-                    anyhow::anyhow!("the secrets file `{}` is not valid TOML: {e}", f.display())
-                })?;
+            wharf_host_config::read_secrets(f)
+                .map_err(|e| anyhow::anyhow!("--secrets-file: {e}"))?;
         }
         config.secrets_file = self.secrets_file.clone();
         let kv: Arc<dyn wharf_host_keyvalue::KvBackend> = if self.key_value == "embedded" {
@@ -190,13 +162,23 @@ impl ServeCommand {
             );
         };
         let metrics = Arc::new(Metrics::new());
-        let host = Arc::new(AppHost::new(
+        let host = Arc::new(Runtime::new(
             engine,
             Arc::new(registry),
-            kv,
+            wharf_host::Services { kv: Some(kv) },
             config,
             metrics,
         )?);
+        // The HTTP trigger plugs in before anything can change the apps, so it sees
+        // every change (restore included) and checks every deploy's routes.
+        let plane = DataPlane::new(
+            host.clone(),
+            ServerLimits {
+                max_connections: self.max_connections,
+                max_in_flight: self.max_in_flight,
+                shutdown_grace: self.shutdown_grace,
+            },
+        );
 
         // Bind both sockets before anything else can fail late, so that a port in use
         // is reported at once.
@@ -231,14 +213,6 @@ impl ServeCommand {
             eprintln!("warning: app `{app}` was not restored: {why}");
         }
         admin_api.set_ready();
-        let plane = DataPlane::new(
-            host.clone(),
-            ServerLimits {
-                max_connections: self.max_connections,
-                max_in_flight: self.max_in_flight,
-                shutdown_grace: self.shutdown_grace,
-            },
-        );
         let data_task = tokio::spawn(plane.serve(data, stopped(stop_rx.clone())));
         println!("wharf serve: data plane on http://{data_addr}");
         println!(
@@ -247,7 +221,7 @@ impl ServeCommand {
         );
         println!(
             "wharf serve: {} app(s) restored from {}",
-            host.table().apps().len(),
+            host.apps().len(),
             state_dir.display()
         );
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use wharf_engine::compile::{WorkerArgs, worker_main};
 
+use crate::error::CliError;
+
 /// Internal: compile Wasm from stdin into an artifact file.
 #[derive(Args)]
 pub struct WorkerCommand {
@@ -20,13 +22,18 @@ pub struct WorkerCommand {
 }
 
 impl WorkerCommand {
-    /// Runs the worker.
-    pub fn execute(self) -> i32 {
-        worker_main(WorkerArgs {
+    /// Runs the worker, synchronously and without an async runtime (it limits its own
+    /// address space). It reports to its parent on stdout, so a failure prints nothing
+    /// more.
+    pub fn execute(self) -> Result<(), CliError> {
+        match worker_main(WorkerArgs {
             engine_options: self.engine_options,
             kind: self.kind,
             max_memory: self.max_memory,
             output: self.output,
-        })
+        }) {
+            0 => Ok(()),
+            code => Err(CliError::exit(code)),
+        }
     }
 }

@@ -23,9 +23,14 @@
 //! token gets 401 and changes nothing. Health, readiness and metrics are open, as
 //! probes and Prometheus scrapers expect; bind the admin listener to a private address.
 //! Errors are `{"error": {"kind": ..., "message": ...}}` with the status code that
-//! fits: 400 invalid bundle or manifest, 404 unknown app, 409 route conflict or
-//! existing app, 413 bundle too large, 500 server fault.
+//! fits: 400 invalid bundle or manifest, 403 refused by the verification policy, 404
+//! unknown app, 409 route conflict or existing app, 413 bundle too large, 500 server
+//! fault.
+//!
+//! The request and reply bodies are the types in [`api`], shared with clients.
 #![deny(missing_docs)]
+
+pub mod api;
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -37,9 +42,12 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::json;
 use tokio::net::TcpListener;
-use wharf_http::{AppHost, DeployError, DeployMode};
+use wharf_runtime::{DeployError, DeployMode, Runtime};
+
+use crate::api::{
+    AppList, ComponentExports, ErrorBody, Exports, InvokeReply, InvokeRequest, LogsReply, Removed,
+};
 
 /// The admin bearer token.
 #[derive(Clone)]
@@ -104,7 +112,7 @@ impl AdminToken {
 
 /// The admin API server.
 pub struct Admin {
-    host: Arc<AppHost>,
+    host: Arc<Runtime>,
     token: AdminToken,
     ready: AtomicBool,
 }
@@ -113,7 +121,7 @@ type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 impl Admin {
     /// An admin API over `host`.
-    pub fn new(host: Arc<AppHost>, token: AdminToken) -> Arc<Admin> {
+    pub fn new(host: Arc<Runtime>, token: AdminToken) -> Arc<Admin> {
         Arc::new(Admin {
             host,
             token,
@@ -212,8 +220,8 @@ impl Admin {
         let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
         match (&method, segs.as_slice()) {
             (&Method::GET, ["apps"]) => {
-                let apps: Vec<_> = self.host.table().apps().iter().map(|a| a.info()).collect();
-                json_response(StatusCode::OK, &json!({ "apps": apps }))
+                let apps = self.host.apps().iter().map(|a| a.info()).collect();
+                json_response_sorted(StatusCode::OK, &AppList { apps })
             }
             (&Method::POST, ["apps"]) => self.deploy(req, None, DeployMode::Create).await,
             (&Method::PUT, ["apps", name]) => {
@@ -229,7 +237,7 @@ impl Admin {
                 ),
             },
             (&Method::DELETE, ["apps", name]) => match self.host.remove(name).await {
-                Ok(info) => json_response(StatusCode::OK, &json!({ "removed": info })),
+                Ok(info) => json_response_sorted(StatusCode::OK, &Removed { removed: info }),
                 Err(e) => deploy_error(e),
             },
             (&Method::GET, ["apps", name, "exports"]) => match self.host.app(name) {
@@ -239,18 +247,23 @@ impl Admin {
                     &format!("app `{name}` is not deployed"),
                 ),
                 Some(app) => {
-                    let comps: Vec<serde_json::Value> = app
-                        .components
-                        .iter()
-                        .filter_map(|c| match &c.exec {
-                            wharf_http::apphost::Exec::Plugin(pool) => Some(json!({
-                                "component": c.id.to_string(),
-                                "exports": pool.plugin().exports().iter().map(|e| e.signature.clone()).collect::<Vec<_>>(),
-                            })),
-                            _ => None,
+                    let components = app
+                        .plugins()
+                        .map(|(id, pool)| ComponentExports {
+                            component: id.to_string(),
+                            exports: pool
+                                .plugin()
+                                .exports()
+                                .iter()
+                                .map(|e| e.signature.clone())
+                                .collect(),
                         })
                         .collect();
-                    json_response(StatusCode::OK, &json!({ "app": name, "components": comps }))
+                    let reply = Exports {
+                        app: name.to_string(),
+                        components,
+                    };
+                    json_response(StatusCode::OK, &reply)
                 }
             },
             (&Method::POST, ["apps", name, "invoke", export]) => {
@@ -272,10 +285,12 @@ impl Admin {
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(100);
                 let (lines, dropped) = self.host.logs_for(name).tail(tail);
-                json_response(
-                    StatusCode::OK,
-                    &json!({ "app": name, "lines": lines, "dropped": dropped }),
-                )
+                let reply = LogsReply {
+                    app: name.to_string(),
+                    dropped,
+                    lines: lines.into_iter().map(Into::into).collect(),
+                };
+                json_response(StatusCode::OK, &reply)
             }
             _ => error(
                 StatusCode::NOT_FOUND,
@@ -285,10 +300,10 @@ impl Admin {
         }
     }
 
-    /// Calls a plugin export. The body is JSON: `{"args": [...]}` (positional) or
-    /// `{"args": {"param": ...}}` (by name), mapped to the export's WIT types (see
-    /// `wharf_plugin::json`), or `{"wave": ["3", "4"]}` with one WAVE text per
-    /// parameter, or a bare array. The answer is `{"result": JSON, "wave": [...]}`.
+    /// Calls a plugin export. The body is an [`InvokeRequest`]: `{"args": [...]}`
+    /// (positional) or `{"args": {"param": ...}}` (by name), mapped to the export's WIT
+    /// types (see `wharf_plugin::json`), or `{"wave": ["3", "4"]}` with one WAVE text per
+    /// parameter, or a bare array. The answer is an [`InvokeReply`].
     async fn invoke(&self, req: Request<Incoming>, name: &str, export: &str) -> Response<Body> {
         use wharf_engine::wasmtime::component::{Val, wasm_wave};
         use wharf_plugin::PluginError;
@@ -305,12 +320,7 @@ impl Admin {
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("component=")))
             .map(str::to_string);
         let pools: Vec<(&str, &std::sync::Arc<wharf_plugin::PluginPool>)> = app
-            .components
-            .iter()
-            .filter_map(|c| match &c.exec {
-                wharf_http::apphost::Exec::Plugin(p) => Some((&*c.id, p)),
-                _ => None,
-            })
+            .plugins()
             .filter(|(id, _)| wanted.as_deref().is_none_or(|w| w == *id))
             .collect();
         // The component that has this export (a `?component=` picks among several).
@@ -339,9 +349,11 @@ impl Admin {
                 );
             }
         };
-        let value: serde_json::Value = if body.is_empty() {
-            json!([])
+        let request: InvokeRequest = if body.is_empty() {
+            InvokeRequest::default()
         } else {
+            // Any JSON is a request (a bare value is the arguments), so only a body that
+            // is not JSON fails here.
             match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => {
@@ -353,20 +365,8 @@ impl Admin {
                 }
             }
         };
-        let args: Result<Vec<Val>, String> = match &value {
-            serde_json::Value::Object(o) if o.contains_key("wave") => {
-                let texts: Vec<String> = o["wave"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|v| {
-                                v.as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| v.to_string())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+        let args: Result<Vec<Val>, String> = match &request {
+            InvokeRequest::Wave { wave: texts } => {
                 if texts.len() != info.params.len() {
                     Err(format!(
                         "`{}` takes {} argument(s), {} given",
@@ -377,7 +377,7 @@ impl Admin {
                 } else {
                     info.params
                         .iter()
-                        .zip(&texts)
+                        .zip(texts)
                         .enumerate()
                         .map(|(i, ((p, ty), t))| {
                             wasm_wave::from_str::<Val>(ty, t).map_err(|e| {
@@ -390,12 +390,8 @@ impl Admin {
                         .collect()
                 }
             }
-            serde_json::Value::Object(o) if o.contains_key("args") => {
-                wharf_plugin::json::json_to_args(&info.params, &o["args"])
-                    .map_err(|e| e.to_string())
-            }
-            other => {
-                wharf_plugin::json::json_to_args(&info.params, other).map_err(|e| e.to_string())
+            InvokeRequest::Args { args } | InvokeRequest::Bare(args) => {
+                wharf_plugin::json::json_to_args(&info.params, args).map_err(|e| e.to_string())
             }
         };
         let args = match args {
@@ -410,20 +406,20 @@ impl Admin {
         };
         match pool.call(&info.name, &args).await {
             Ok(results) => {
-                let json_results: Vec<serde_json::Value> = results
+                let mut json_results: Vec<serde_json::Value> = results
                     .iter()
                     .map(wharf_plugin::json::val_to_json)
                     .collect();
-                let wave: Vec<String> = results
+                let wave = results
                     .iter()
                     .map(|r| wasm_wave::to_string(r).unwrap_or_else(|e| format!("<{e}>")))
                     .collect();
                 let result = if json_results.len() == 1 {
-                    json_results[0].clone()
+                    json_results.swap_remove(0)
                 } else {
-                    json!(json_results)
+                    serde_json::Value::Array(json_results)
                 };
-                json_response(StatusCode::OK, &json!({ "result": result, "wave": wave }))
+                json_response(StatusCode::OK, &InvokeReply { result, wave })
             }
             Err(e) => {
                 let (status, kind) = match &e {
@@ -483,16 +479,23 @@ impl Admin {
 
 fn deploy_error(e: DeployError) -> Response<Body> {
     let (status, kind) = match &e {
-        DeployError::Bundle(wharf_http::bundle::BundleError::TooLarge(_)) => {
+        DeployError::Bundle(wharf_runtime::BundleError::TooLarge(_)) => {
             (StatusCode::PAYLOAD_TOO_LARGE, "too-large")
         }
         DeployError::Bundle(_) | DeployError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        DeployError::Refused(_) => (StatusCode::FORBIDDEN, "refused"),
         DeployError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         DeployError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
         DeployError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     if status.is_server_error() {
+        // The detail (paths, storage errors) stays in the server's log.
         tracing::error!("admin: {e}");
+        return error(
+            status,
+            kind,
+            "the server failed to complete this request; its log has the cause",
+        );
     }
     error(status, kind, &e.to_string())
 }
@@ -518,9 +521,15 @@ fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response
     r
 }
 
+/// Like [`json_response`], with every object's keys in alphabetical order: the app list
+/// and the remove reply have always been written that way.
+fn json_response_sorted<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_value(value) {
+        Ok(v) => json_response(status, &v),
+        Err(_) => json_response(status, value),
+    }
+}
+
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        &json!({ "error": { "kind": kind, "message": message } }),
-    )
+    json_response(status, &ErrorBody::new(kind, message))
 }

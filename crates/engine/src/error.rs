@@ -4,7 +4,10 @@
 //! Guest exit statuses are 0..=125 (WASI refuses larger ones), so Wharf's own codes sit
 //! above that range, except the timeout code, which follows coreutils' `timeout(1)`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::failure::GuestFailure;
+use crate::size::format_size;
 
 /// Exit code: a command-line value was malformed (clap's own usage errors use it too).
 pub const EXIT_USAGE: i32 = 2;
@@ -151,6 +154,57 @@ impl From<wasmtime::Error> for WharfError {
 }
 
 impl WharfError {
+    /// The error for a classified guest failure of the program at `path`, with the
+    /// messages and exit codes `wharf run` reports.
+    pub fn from_failure(f: GuestFailure, path: &Path) -> WharfError {
+        match f {
+            GuestFailure::Timeout { limit } => WharfError::Timeout {
+                limit: limit
+                    .map(|t| humantime::format_duration(t).to_string())
+                    .unwrap_or_else(|| "wall-clock".into()),
+            },
+            GuestFailure::MemoryCap {
+                cap,
+                while_instantiating,
+                detail,
+            } => WharfError::MemoryCap {
+                cap: cap
+                    .map(format_size)
+                    .unwrap_or_else(|| "the allocator's limit".into()),
+                context: match detail {
+                    Some(trap) => Some(format!(
+                        "(a memory.grow was refused, then the guest trapped: {trap})"
+                    )),
+                    None if while_instantiating => Some(
+                        "while instantiating (its initial memory is larger than the cap)".into(),
+                    ),
+                    None => None,
+                },
+            },
+            GuestFailure::FuelExhausted { fuel } => WharfError::FuelExhausted {
+                fuel: fuel.unwrap_or(0),
+            },
+            GuestFailure::Trap { kind, backtrace } => WharfError::Trap {
+                message: kind,
+                backtrace,
+            },
+            GuestFailure::MissingImport { import } => WharfError::MissingImport {
+                path: path.to_path_buf(),
+                import,
+            },
+            GuestFailure::Exit(code) => WharfError::Internal(anyhow::anyhow!(
+                "`{}` exited with status {code} before its main entry ran (while \
+                 instantiating or initializing); check its start or `_initialize` function",
+                path.display()
+            )),
+            GuestFailure::PoolExhausted { detail } => WharfError::Internal(anyhow::anyhow!(
+                "no free instance slot in the pooling allocator ({detail}); run with \
+                 --allocator on-demand"
+            )),
+            GuestFailure::Host { detail } => WharfError::Internal(anyhow::anyhow!(detail)),
+        }
+    }
+
     /// The process exit code for this kind of failure.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -185,28 +239,4 @@ impl WharfError {
             WharfError::Internal(_) => "internal",
         }
     }
-}
-
-/// Finds the import named in a wasmtime linking error, so that [`WharfError::MissingImport`]
-/// can name it. Wasmtime words these as "component imports instance `x`, but a matching
-/// implementation was not found in the linker" and "unknown import: `m::f` has not been
-/// defined".
-pub fn missing_import_from(text: &str) -> Option<String> {
-    let quoted = |s: &str| -> Option<String> {
-        let start = s.find('`')?;
-        let rest = &s[start + 1..];
-        let end = rest.find('`')?;
-        Some(rest[..end].to_string())
-    };
-    if let Some(pos) = text.find("component imports ") {
-        let rest = &text[pos + "component imports ".len()..];
-        if rest.contains("matching implementation was not found") {
-            let kind = rest.split_whitespace().next().unwrap_or("item");
-            return quoted(rest).map(|name| format!("{kind} `{name}`"));
-        }
-    }
-    if let Some(pos) = text.find("unknown import: ") {
-        return quoted(&text[pos..]).map(|name| format!("`{name}`"));
-    }
-    None
 }

@@ -14,6 +14,10 @@
 //! - [`load`]: turning a file (`.wasm`, `.wat`, `.cwasm`) into a loaded [`Program`];
 //! - [`run`]: running WASI programs (wasip1 core modules, wasip2 `wasi:cli/command`
 //!   components) and invoking exports with WAVE values, with [`RunStats`];
+//! - [`failure`]: why a guest failed ([`GuestFailure`]), classified once from a wasmtime
+//!   error for every executor;
+//! - [`exports`]: a component's exported functions ([`ExportFunc`]), looked up by name,
+//!   with their WIT type spellings;
 //! - [`error`]: the error taxonomy ([`WharfError`]) with one exit code per kind.
 
 #![deny(missing_docs)]
@@ -22,6 +26,8 @@ pub mod artifact;
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod exports;
+pub mod failure;
 pub mod limits;
 pub mod load;
 pub mod run;
@@ -29,6 +35,8 @@ pub mod size;
 
 pub use config::{AllocatorChoice, EngineOptions, WharfEngine};
 pub use error::WharfError;
+pub use exports::{ExportFunc, ExportLookupError};
+pub use failure::{FailureContext, GuestFailure};
 pub use limits::{Limits, TotalMemoryLimiter};
 pub use load::{LoadMethod, LoadOptions, LoadedProgram, Program};
 pub use run::{DirGrant, Invocation, RunOptions, RunReport, RunStats};

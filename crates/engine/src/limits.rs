@@ -130,6 +130,43 @@ impl ResourceLimiter for TotalMemoryLimiter {
     }
 }
 
+/// What every store's data carries so that [`new_store`] can wire its limits: the
+/// total-memory limiter and the current call's deadline. Every store Wharf builds (HTTP,
+/// WAGI, plugins, `wharf run`) goes through [`new_store`].
+pub trait Limited: Send + 'static {
+    /// The total-memory limiter (also the peak-memory statistic).
+    fn limiter(&mut self) -> &mut TotalMemoryLimiter;
+    /// When the current call must stop (`None`: no deadline).
+    fn deadline(&self) -> Option<Instant>;
+    /// The memory cap, if any.
+    fn memory_cap(&self) -> Option<u64>;
+}
+
+/// A store for `data` with its limits wired, the one place that does it: the
+/// total-memory limiter; hostcall fuel no larger than the memory cap; the deadline
+/// (cooperative yield every [`YIELD_TICKS`], `Trap::Interrupt` once it passes); and,
+/// when the engine meters fuel, `fuel` units (`None`: unlimited, so metering never
+/// stops a server guest).
+pub fn new_store<T: Limited>(
+    engine: &crate::WharfEngine,
+    data: T,
+    fuel: Option<u64>,
+) -> Result<Store<T>> {
+    let cap = data.memory_cap();
+    let mut store = Store::new(engine.engine(), data);
+    store.limiter(|s| s.limiter());
+    store.set_hostcall_fuel(
+        cap.map(|c| usize::try_from(c).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_HOSTCALL_FUEL)
+            .min(DEFAULT_HOSTCALL_FUEL),
+    );
+    yield_until(&mut store, |d: &T| d.deadline());
+    if engine.fuel_enabled() {
+        store.set_fuel(fuel.unwrap_or(u64::MAX))?;
+    }
+    Ok(store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,10 +15,11 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::WharfEngine;
-use crate::error::{WharfError, missing_import_from};
-use crate::limits::{DEFAULT_HOSTCALL_FUEL, Limits, TotalMemoryLimiter};
+use crate::error::WharfError;
+use crate::exports::{component_exports, describe_exports, export_index, find_export};
+use crate::failure::{self, FailureContext};
+use crate::limits::{Limited, Limits, TotalMemoryLimiter, new_store};
 use crate::load::{LoadMethod, LoadedProgram, Program};
-use crate::size::format_size;
 
 /// A host directory given to the guest.
 #[derive(Clone, Debug)]
@@ -142,16 +143,39 @@ pub struct RunReport {
     pub outcome: Result<RunOutput, WharfError>,
 }
 
+// `wharf run`'s stores: WASI with the caller's stdio and directories (read-write ones
+// too, which server grants never have); limits and deadline through the one
+// `limits::new_store`, as every other store.
 struct P1Data {
     wasi: WasiP1Ctx,
     limiter: TotalMemoryLimiter,
+    deadline: Option<Instant>,
 }
 
 struct P2Data {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: TotalMemoryLimiter,
+    deadline: Option<Instant>,
 }
+
+macro_rules! limited {
+    ($t:ty) => {
+        impl Limited for $t {
+            fn limiter(&mut self) -> &mut TotalMemoryLimiter {
+                &mut self.limiter
+            }
+            fn deadline(&self) -> Option<Instant> {
+                self.deadline
+            }
+            fn memory_cap(&self) -> Option<u64> {
+                self.limiter.cap()
+            }
+        }
+    };
+}
+limited!(P1Data);
+limited!(P2Data);
 
 impl WasiView for P2Data {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -240,31 +264,13 @@ fn wasi_builder(opts: &RunOptions) -> Result<WasiCtxBuilder, WharfError> {
     Ok(b)
 }
 
-fn configure_store<T: Send>(
-    store: &mut Store<T>,
+fn limited_store<T: Limited>(
     engine: &WharfEngine,
+    data: T,
     limits: &Limits,
-    limiter: fn(&mut T) -> &mut TotalMemoryLimiter,
-) -> Result<(), WharfError> {
-    store.limiter(move |d| limiter(d) as &mut dyn wasmtime::ResourceLimiter);
-    let ticks = limits
-        .timeout
-        .map(WharfEngine::deadline_ticks)
-        .unwrap_or(u64::MAX / 2);
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
-    if engine.fuel_enabled() {
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .map_err(|e| WharfError::Internal(anyhow::Error::from(e).context("setting fuel")))?;
-    }
-    let hostcall = limits
-        .max_memory
-        .and_then(|m| usize::try_from(m).ok())
-        .map(|m| m.min(DEFAULT_HOSTCALL_FUEL))
-        .unwrap_or(DEFAULT_HOSTCALL_FUEL);
-    store.set_hostcall_fuel(hostcall);
-    Ok(())
+) -> Result<Store<T>, WharfError> {
+    new_store(engine, data, limits.fuel)
+        .map_err(|e| WharfError::Internal(anyhow::Error::from(e).context("setting up the store")))
 }
 
 /// Runs `fut` under the wall-clock deadline, if any. The epoch deadline stops running
@@ -293,11 +299,12 @@ async fn run_module(
     let data = P1Data {
         wasi: wasi.build_p1(),
         limiter: TotalMemoryLimiter::new(opts.limits.max_memory),
+        deadline: opts.limits.timeout.map(|t| Instant::now() + t),
     };
-    let mut store = Store::new(engine.engine(), data);
-    if let Err(e) = configure_store(&mut store, engine, &opts.limits, |d| &mut d.limiter) {
-        return report(loaded, &timings, None, 0, Err(e));
-    }
+    let mut store = match limited_store(engine, data, &opts.limits) {
+        Ok(s) => s,
+        Err(e) => return report(loaded, &timings, None, 0, Err(e)),
+    };
     let mut linker = wasmtime::Linker::<P1Data>::new(engine.engine());
     if let Err(e) = wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d| &mut d.wasi) {
         return finish(loaded, &mut store, &timings, opts, Err(e), |d| &d.limiter);
@@ -489,11 +496,12 @@ async fn run_component(
         ctx: wasi.build(),
         table: ResourceTable::new(),
         limiter: TotalMemoryLimiter::new(opts.limits.max_memory),
+        deadline: opts.limits.timeout.map(|t| Instant::now() + t),
     };
-    let mut store = Store::new(engine.engine(), data);
-    if let Err(e) = configure_store(&mut store, engine, &opts.limits, |d| &mut d.limiter) {
-        return report(loaded, &timings, None, 0, Err(e));
-    }
+    let mut store = match limited_store(engine, data, &opts.limits) {
+        Ok(s) => s,
+        Err(e) => return report(loaded, &timings, None, 0, Err(e)),
+    };
     let mut linker = component::Linker::<P2Data>::new(engine.engine());
     if let Err(e) = wasmtime_wasi::p2::add_to_linker_async(&mut linker) {
         return finish(loaded, &mut store, &timings, opts, Err(e), |d| &d.limiter);
@@ -509,7 +517,7 @@ async fn run_component(
                         "`{}` is a component that does not export `wasi:cli/run`, so it is not a \
                          command; call one of its exports with --invoke: {}",
                         loaded.path.display(),
-                        component_exports(engine, component).join(", ")
+                        describe_exports(&component_exports(engine.engine(), component))
                     )))
                 })?;
                 let t = Instant::now();
@@ -535,10 +543,20 @@ async fn run_component(
                     .await
                     .map_err(|e| Phase::Instantiate.tag(e))?;
                 timings.instantiate = t.elapsed();
-                let func =
-                    find_component_func(engine, component, &instance, &mut store, &inv.export)?;
-                let fty = func.ty(&store);
-                let param_types: Vec<component::Type> = fty.params().map(|(_, t)| t).collect();
+                let exports = component_exports(engine.engine(), component);
+                let export = find_export(&exports, &inv.export)
+                    .map_err(|e| WharfError::Usage(e.to_string()))?;
+                let func = export_index(component, export)
+                    .and_then(|idx| instance.get_func(&mut store, idx))
+                    .ok_or_else(|| {
+                        WharfError::Internal(anyhow::anyhow!(
+                            "export `{}` is listed in the component's type but the instance \
+                             has no such function",
+                            export.name
+                        ))
+                    })?;
+                let param_types: Vec<component::Type> =
+                    export.params.iter().map(|(_, t)| t.clone()).collect();
                 let call_text = format!("f{}", inv.args);
                 let call = component::wasm_wave::untyped::UntypedFuncCall::parse(&call_text)
                     .map_err(|e| {
@@ -546,13 +564,11 @@ async fn run_component(
                     })?;
                 let params: Vec<Val> = call.to_wasm_params(param_types.iter()).map_err(|e| {
                     WharfError::Usage(format!(
-                        "--invoke `{}{}`: {e}; the export's signature is {}",
-                        inv.export,
-                        inv.args,
-                        func_signature(&inv.export, &fty)
+                        "--invoke `{}{}`: {e}; the export's signature is `{}`",
+                        inv.export, inv.args, export.signature
                     ))
                 })?;
-                let mut results = vec![Val::Bool(false); fty.results().len()];
+                let mut results = vec![Val::Bool(false); export.results.len()];
                 let t = Instant::now();
                 let r = with_deadline(
                     &opts.limits,
@@ -573,149 +589,6 @@ async fn run_component(
     }
     .await;
     finish(loaded, &mut store, &timings, opts, result, |d| &d.limiter)
-}
-
-fn func_signature(name: &str, f: &component::types::ComponentFunc) -> String {
-    let params: Vec<String> = f
-        .params()
-        .map(|(n, t)| format!("{n}: {}", type_name(&t)))
-        .collect();
-    let results: Vec<String> = f.results().map(|t| type_name(&t)).collect();
-    if results.is_empty() {
-        format!("`{name}({})`", params.join(", "))
-    } else {
-        format!("`{name}({}) -> {}`", params.join(", "), results.join(", "))
-    }
-}
-
-/// A short WIT-like spelling of a component type.
-pub fn type_name(t: &component::Type) -> String {
-    use component::Type as T;
-    match t {
-        T::Bool => "bool".into(),
-        T::S8 => "s8".into(),
-        T::U8 => "u8".into(),
-        T::S16 => "s16".into(),
-        T::U16 => "u16".into(),
-        T::S32 => "s32".into(),
-        T::U32 => "u32".into(),
-        T::S64 => "s64".into(),
-        T::U64 => "u64".into(),
-        T::Float32 => "f32".into(),
-        T::Float64 => "f64".into(),
-        T::Char => "char".into(),
-        T::String => "string".into(),
-        T::List(l) => format!("list<{}>", type_name(&l.ty())),
-        T::Option(o) => format!("option<{}>", type_name(&o.ty())),
-        T::Result(r) => format!(
-            "result<{}, {}>",
-            r.ok().map(|t| type_name(&t)).unwrap_or_else(|| "_".into()),
-            r.err().map(|t| type_name(&t)).unwrap_or_else(|| "_".into())
-        ),
-        T::Tuple(tu) => format!(
-            "tuple<{}>",
-            tu.types()
-                .map(|t| type_name(&t))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        T::Record(r) => format!(
-            "record {{ {} }}",
-            r.fields()
-                .map(|f| format!("{}: {}", f.name, type_name(&f.ty)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        T::Variant(v) => format!(
-            "variant {{ {} }}",
-            v.cases()
-                .map(|c| match c.ty {
-                    Some(t) => format!("{}({})", c.name, type_name(&t)),
-                    None => c.name.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        T::Enum(e) => format!("enum {{ {} }}", e.names().collect::<Vec<_>>().join(", ")),
-        T::Flags(f) => format!("flags {{ {} }}", f.names().collect::<Vec<_>>().join(", ")),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Every exported function, as `name` or `interface#name`.
-pub fn component_exports(engine: &WharfEngine, component: &component::Component) -> Vec<String> {
-    use component::types::ComponentItem;
-    let mut out = Vec::new();
-    let e = engine.engine();
-    for (name, item) in component.component_type().exports(e) {
-        match item.ty {
-            ComponentItem::ComponentFunc(_) => out.push(name.to_string()),
-            ComponentItem::ComponentInstance(inst) => {
-                for (fname, fitem) in inst.exports(e) {
-                    if matches!(fitem.ty, ComponentItem::ComponentFunc(_)) {
-                        out.push(format!("{name}#{fname}"));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if out.is_empty() {
-        out.push("(it exports no functions)".into());
-    }
-    out
-}
-
-fn find_component_func<T>(
-    engine: &WharfEngine,
-    component: &component::Component,
-    instance: &component::Instance,
-    store: &mut Store<T>,
-    export: &str,
-) -> wasmtime::Result<component::Func> {
-    let not_found = |why: String| -> wasmtime::Error {
-        WharfError::Usage(format!(
-            "{why}; the component exports: {}",
-            component_exports(engine, component).join(", ")
-        ))
-        .into()
-    };
-    if let Some((iface, name)) = export.split_once('#') {
-        let idx = instance
-            .get_export_index(&mut *store, None, iface)
-            .ok_or_else(|| not_found(format!("the component exports no interface `{iface}`")))?;
-        let fidx = instance
-            .get_export_index(&mut *store, Some(&idx), name)
-            .ok_or_else(|| {
-                not_found(format!("interface `{iface}` exports no function `{name}`"))
-            })?;
-        return instance
-            .get_func(&mut *store, fidx)
-            .ok_or_else(|| not_found(format!("`{export}` is not a function")));
-    }
-    if let Some(f) = instance.get_func(&mut *store, export) {
-        return Ok(f);
-    }
-    // A bare name: look inside exported interfaces, and take it if it is unambiguous.
-    let matches: Vec<String> = component_exports(engine, component)
-        .into_iter()
-        .filter(|full| {
-            full.rsplit_once('#')
-                .map(|(_, n)| n == export)
-                .unwrap_or(false)
-        })
-        .collect();
-    match matches.as_slice() {
-        [one] => find_component_func(engine, component, instance, store, one),
-        [] => Err(not_found(format!(
-            "the component exports no function `{export}`"
-        ))),
-        many => Err(WharfError::Usage(format!(
-            "`{export}` is exported by several interfaces: {}; name one as INTERFACE#{export}",
-            many.join(", ")
-        ))
-        .into()),
-    }
 }
 
 /// Which step an error came from, so that link errors and instantiation failures can be
@@ -771,84 +644,23 @@ fn classify_failure(
     opts: &RunOptions,
     hit_cap: bool,
 ) -> WharfError {
-    let phase = e.downcast_ref::<PhaseError>().map(|p| p.0);
-    // Our own typed errors pass through.
-    if e.downcast_ref::<WharfError>().is_some() {
-        return match e.downcast::<WharfError>() {
-            Ok(w) => w,
-            Err(e) => WharfError::Internal(e.into()),
-        };
-    }
-    let cap = || {
-        opts.limits
-            .max_memory
-            .map(format_size)
-            .unwrap_or_else(|| "the allocator's limit".into())
+    // Our own typed errors (usage errors raised inside the run) pass through.
+    let e = match e.downcast::<WharfError>() {
+        Ok(w) => return w,
+        Err(e) => e,
     };
-    if let Some(trap) = e.downcast_ref::<Trap>() {
-        match trap {
-            Trap::Interrupt => {
-                return WharfError::Timeout {
-                    limit: opts
-                        .limits
-                        .timeout
-                        .map(|t| humantime::format_duration(t).to_string())
-                        .unwrap_or_else(|| "wall-clock".into()),
-                };
-            }
-            Trap::OutOfFuel => {
-                return WharfError::FuelExhausted {
-                    fuel: opts.limits.fuel.unwrap_or(0),
-                };
-            }
-            _ => {}
-        }
-        if hit_cap {
-            return WharfError::MemoryCap {
-                cap: cap(),
-                context: Some(format!(
-                    "(a memory.grow was refused, then the guest trapped: {trap})"
-                )),
-            };
-        }
-        let backtrace = e
-            .downcast_ref::<wasmtime::WasmBacktrace>()
-            .map(|b| b.to_string())
-            .filter(|b| !b.trim().is_empty());
-        return WharfError::Trap {
-            message: trap.to_string(),
-            backtrace,
-        };
+    let cx = FailureContext {
+        timeout: opts.limits.timeout,
+        max_memory: opts.limits.max_memory,
+        fuel: opts.limits.fuel,
+        hit_cap,
+        instantiating: e.downcast_ref::<PhaseError>().is_some(),
+    };
+    match failure::classify(&e, &cx) {
+        // A host-side failure: keep the error itself, with its whole chain.
+        failure::GuestFailure::Host { .. } => WharfError::Internal(e.into()),
+        f => WharfError::from_failure(f, &loaded.path),
     }
-    if hit_cap {
-        let context = match phase {
-            Some(Phase::Instantiate) => {
-                Some("while instantiating (its initial memory is larger than the cap)".to_string())
-            }
-            _ => None,
-        };
-        return WharfError::MemoryCap {
-            cap: cap(),
-            context,
-        };
-    }
-    if matches!(phase, Some(Phase::Link) | Some(Phase::Instantiate))
-        && let Some(import) = missing_import_from(&error_chain(&e))
-    {
-        return WharfError::MissingImport {
-            path: loaded.path.clone(),
-            import,
-        };
-    }
-    // A host-side failure that is not a trap, e.g. an I/O error inside a host call.
-    WharfError::Internal(e.into())
-}
-
-fn error_chain(e: &wasmtime::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 fn report(

@@ -56,7 +56,7 @@ pub struct Bucket {
 
 /// Per-store (per-request) state: which app, which stores it may open, the backend.
 pub struct KvCtx {
-    backend: Arc<dyn KvBackend>,
+    backend: Option<Arc<dyn KvBackend>>,
     app: String,
     granted: Vec<String>,
     limits: KvLimits,
@@ -82,10 +82,21 @@ impl KvCtx {
         limits: KvLimits,
     ) -> KvCtx {
         KvCtx {
-            backend,
+            backend: Some(backend),
             app: app.to_owned(),
             granted: granted_stores.to_vec(),
             limits,
+        }
+    }
+
+    /// State for a guest granted no store at all (and a host with no backend): every
+    /// `store.open` is `access-denied`.
+    pub fn none(app: &str) -> KvCtx {
+        KvCtx {
+            backend: None,
+            app: app.to_owned(),
+            granted: Vec::new(),
+            limits: KvLimits::default(),
         }
     }
 
@@ -134,7 +145,14 @@ impl KvView<'_> {
     /// The backend and namespace of an open bucket.
     fn bucket(&self, bucket: &Resource<Bucket>) -> Result<(Arc<dyn KvBackend>, Namespace), Error> {
         let ns = self.table.get(bucket)?.ns.clone();
-        Ok((Arc::clone(&self.ctx.backend), ns))
+        // A bucket only exists after `open` found a granted store, and stores are only
+        // granted with a backend; the error covers the impossible case without a panic.
+        let backend = self
+            .ctx
+            .backend
+            .clone()
+            .ok_or_else(|| Error::Other("no key-value backend is configured".into()))?;
+        Ok((backend, ns))
     }
 }
 

@@ -1,23 +1,20 @@
-//! Wharf's HTTP trigger: everything between a TCP connection and a guest's
-//! `wasi:http/incoming-handler`.
+//! Wharf's HTTP trigger: everything between a TCP connection and a guest.
 //!
-//! - [`apphost`]: deployed apps and their components, the deploy/replace/remove
-//!   pipeline, restore on start, and the atomically swapped route table;
-//! - [`server`]: the data-plane listener (caps, routing, one fresh `Store` per request,
-//!   deadlines, error mapping, graceful shutdown);
-//! - [`host`]: per-request host state and the linker (WASI 0.2 + `wasi:http`);
-//! - [`bundle`]: reading uploaded app bundles (tar, optionally gzipped);
-//! - [`metrics`]: Prometheus metrics; [`logs`]: captured guest output per app.
+//! It plugs into the runtime (`wharf-runtime`) as a [`wharf_runtime::Trigger`]: the
+//! runtime tells it when the live apps change and it rebuilds its route table; it
+//! vetoes deploys whose routes overlap another app's.
+//!
+//! - [`server`]: the listener (connection and in-flight caps, graceful shutdown),
+//!   routing, per-component concurrency, body caps, and the one place failures become
+//!   statuses;
+//! - [`router`]: the route table and the route-overlap check;
+//! - [`wasi_http`]: the `wasi:http/proxy` executor;
+//! - [`wagi`]: the WAGI (CGI-style wasip1 module) executor.
 #![deny(missing_docs)]
 
-pub mod apphost;
-pub mod bundle;
-pub mod host;
-pub mod logs;
-pub mod metrics;
+pub mod router;
 pub mod server;
 pub mod wagi;
+pub mod wasi_http;
 
-pub use apphost::{AppHost, AppInfo, DeployError, DeployMode, HostConfig};
-pub use metrics::Metrics;
 pub use server::{DataPlane, ServerLimits};

@@ -15,8 +15,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,12 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wharf_engine::limits::DEFAULT_HOSTCALL_FUEL;
-use wharf_engine::wasmtime::{Store, Trap};
+use wharf_engine::failure::GuestFailure;
+use wharf_manifest::Manifest;
+use wharf_runtime::metrics::{AppKind, AppLabel, AppStatus};
+use wharf_runtime::{Apps, Exec, LoadedApp, Runtime, Trigger};
 
-use crate::apphost::{AppHost, Exec, LoadedApp};
-use crate::host::HostState;
-use crate::metrics::{AppKind, AppLabel, AppStatus};
+use crate::router::RouteTable;
 
 /// The response body type of the data plane.
 pub type ResponseBody =
@@ -63,21 +61,35 @@ impl Default for ServerLimits {
 
 /// The data-plane server.
 pub struct DataPlane {
-    host: Arc<AppHost>,
+    host: Arc<Runtime>,
+    table: RwLock<Arc<RouteTable>>,
     connections: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     limits: ServerLimits,
 }
 
 impl DataPlane {
-    /// A data plane over `host`.
-    pub fn new(host: Arc<AppHost>, limits: ServerLimits) -> Arc<DataPlane> {
-        Arc::new(DataPlane {
-            host,
+    /// A data plane serving the apps of `runtime`, plugged into it as a trigger.
+    pub fn new(runtime: Arc<Runtime>, limits: ServerLimits) -> Arc<DataPlane> {
+        let plane = Arc::new(DataPlane {
+            host: runtime.clone(),
+            table: RwLock::new(Arc::new(RouteTable::default())),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             limits,
-        })
+        });
+        runtime.add_trigger(plane.clone());
+        plane
+    }
+
+    /// The runtime this plane serves.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.host
+    }
+
+    /// The current route table (a snapshot).
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves `listener` until `shutdown` resolves, then stops accepting and waits up to
@@ -154,7 +166,7 @@ impl DataPlane {
             );
         };
         let path = req.uri().path().to_string();
-        let Some((app, idx, matched)) = self.host.table().lookup(&path) else {
+        let Some((app, idx, matched)) = self.table().lookup(&path) else {
             metrics.refuse("no-route");
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -254,9 +266,16 @@ impl DataPlane {
         matched: &wharf_manifest::RouteMatch,
     ) -> Response<ResponseBody> {
         let comp = &app.components[idx];
-        let pre = match &comp.exec {
-            Exec::Proxy(pre) => pre.clone(),
-            Exec::Wagi(pre) => return self.run_wagi(app, idx, pre, req, over_limit, matched).await,
+        let label = AppLabel {
+            app: app.name.to_string(),
+        };
+        let result = match &comp.exec {
+            Exec::Proxy(pre) => {
+                crate::wasi_http::run(&self.host, app, idx, pre, req, over_limit, label).await
+            }
+            Exec::Wagi(pre) => {
+                crate::wagi::serve(&self.host, app, idx, pre, req, over_limit, matched, label).await
+            }
             // Plugins have no route, so the router never picks them.
             Exec::Plugin(_) => {
                 return error_response(
@@ -266,107 +285,14 @@ impl DataPlane {
                 );
             }
         };
-        let deadline = Instant::now() + comp.timeout;
-        let state = match HostState::new(
-            &comp.grants,
-            self.host.kv(),
-            &app.logs,
-            &app.name,
-            &comp.id,
-            Some(comp.memory),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                let failure = Failure::Trap(format!("setting up the sandbox failed: {e}"));
-                return self.failure_response(app, idx, failure);
+        match result {
+            Ok(resp) => resp,
+            Err(f) if over_limit.load(Ordering::Relaxed) => {
+                tracing::debug!(app = %app.name, "body over the cap; guest result: {f:?}");
+                self.failure_response(app, idx, Failure::BodyTooLarge)
             }
-        };
-        let mut store = Store::new(self.host.engine().engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_hostcall_fuel((comp.memory as usize).min(DEFAULT_HOSTCALL_FUEL));
-        wharf_engine::limits::yield_until(&mut store, move |_| Some(deadline));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let prepared = (|| {
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(Scheme::Http, req)?;
-            let out = store.data_mut().http().new_response_outparam(tx)?;
-            Ok::<_, wharf_engine::wasmtime::Error>((req, out))
-        })();
-        let (wreq, out) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    &format!("wharf: cannot pass this request to the guest: {e}"),
-                );
-            }
-        };
-        let metrics = self.host.metrics.clone();
-        let label = AppLabel {
-            app: app.name.to_string(),
-        };
-        let timeout = comp.timeout;
-        let task = tokio::spawn(async move {
-            let active = metrics.active.get_or_create(&label).clone();
-            active.inc();
-            let result = tokio::time::timeout(timeout, async {
-                let t = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await?;
-                metrics
-                    .instantiate
-                    .get_or_create(&label)
-                    .observe(t.elapsed().as_secs_f64());
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, wreq, out)
-                    .await
-            })
-            .await;
-            active.dec();
-            let hit_cap = store.data().limiter.hit_cap();
-            let outcome = match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&e, hit_cap)),
-                Err(_) => Err(Failure::Timeout),
-            };
-            // The store (and with it the instance and its memory) is dropped here,
-            // after the response body has been streamed.
-            drop(store);
-            outcome
-        });
-
-        let waited = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), rx).await;
-        let failure = match waited {
-            Ok(Ok(Ok(resp))) => {
-                return resp.map(|b| b.boxed_unsync());
-            }
-            Ok(Ok(Err(code))) => {
-                if over_limit.load(Ordering::Relaxed) {
-                    Failure::BodyTooLarge
-                } else {
-                    Failure::GuestError(format!("{code:?}"))
-                }
-            }
-            // The guest finished or failed without setting a response: its result says why.
-            Ok(Err(_)) => match task.await {
-                Ok(Ok(())) => Failure::NoResponse,
-                Ok(Err(f)) => f,
-                Err(e) => Failure::Trap(format!("the request task failed: {e}")),
-            },
-            Err(_) => {
-                task.abort();
-                Failure::Timeout
-            }
-        };
-        let failure = if over_limit.load(Ordering::Relaxed) {
-            Failure::BodyTooLarge
-        } else {
-            failure
-        };
-        self.failure_response(app, idx, failure)
+            Err(f) => self.failure_response(app, idx, f),
+        }
     }
 
     fn failure_response(
@@ -378,163 +304,112 @@ impl DataPlane {
         let comp = &app.components[idx];
         self.count_failure(app, failure.kind());
         let what = format!("component `{}` of app `{}`", comp.id, app.name);
-        match failure {
-            Failure::Timeout => error_response(
+        // The detail of host-side failures goes to the log, not to the client.
+        if let Failure::Guest(
+            g @ (GuestFailure::Host { .. } | GuestFailure::MissingImport { .. }),
+        ) = &failure
+        {
+            tracing::error!(app = %app.name, component = %comp.id, "host-side failure: {g}");
+        }
+        let (status, kind, message) = match &failure {
+            Failure::Guest(GuestFailure::Timeout { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                &format!(
-                    "wharf: {what} did not answer within its {:?} deadline",
+                format!(
+                    "{what} did not answer within its {:?} deadline",
                     comp.timeout
                 ),
             ),
-            Failure::Memory => error_response(
+            Failure::Guest(GuestFailure::MemoryCap { .. }) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "memory",
-                &format!(
-                    "wharf: {what} reached its memory cap of {} MiB",
-                    comp.memory >> 20
-                ),
+                format!("{what} reached its memory cap of {} MiB", comp.memory >> 20),
             ),
-            Failure::BodyTooLarge => too_large(comp.max_body),
-            Failure::Trap(t) => error_response(
+            Failure::Guest(GuestFailure::FuelExhausted { .. }) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fuel",
+                format!("{what} ran out of fuel"),
+            ),
+            Failure::Guest(GuestFailure::Trap { kind, .. }) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "trap",
-                &format!("wharf: {what} trapped: {t}"),
+                format!("{what} trapped: {kind}"),
             ),
-            Failure::GuestError(code) => error_response(
+            Failure::Guest(GuestFailure::Exit(code)) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "guest-error",
-                &format!("wharf: {what} failed the request: {code}"),
+                format!("{what} exited with status {code}"),
             ),
-            Failure::NoResponse => error_response(
+            Failure::Guest(GuestFailure::PoolExhausted { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pool-exhausted",
+                "the server has no free instance slot; retry shortly".to_string(),
+            ),
+            Failure::Guest(GuestFailure::MissingImport { .. } | GuestFailure::Host { .. }) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!(
+                    "{what} could not be run because of a server-side error (see the server log)"
+                ),
+            ),
+            Failure::BodyTooLarge => return too_large(comp.max_body),
+            Failure::GuestError(code) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "guest-error",
+                format!("{what} failed the request: {code}"),
+            ),
+            Failure::NoResponse => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no-response",
-                &format!("wharf: {what} returned without setting a response"),
+                format!("{what} returned without setting a response"),
             ),
-        }
-    }
-
-    async fn run_wagi(
-        &self,
-        app: &Arc<LoadedApp>,
-        idx: usize,
-        pre: &wharf_engine::wasmtime::InstancePre<crate::wagi::WagiState>,
-        req: Request<CappedBody>,
-        over_limit: &Arc<AtomicBool>,
-        matched: &wharf_manifest::RouteMatch,
-    ) -> Response<ResponseBody> {
-        let comp = &app.components[idx];
-        let (parts, body) = req.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) if over_limit.load(Ordering::Relaxed) => {
-                return self.failure_response(app, idx, Failure::BodyTooLarge);
-            }
-            Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad-request",
-                    &format!("wharf: reading the request body failed: {e:?}"),
-                );
-            }
         };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
-        let env = crate::wagi::cgi_env(
-            &parts,
-            body.len(),
-            comp.route.as_ref().map(|r| r.as_str()).unwrap_or(""),
-            &matched.rest,
-            &matched.matched,
-            &host,
-        );
-        let label = AppLabel {
-            app: app.name.to_string(),
-        };
-        let active = self.host.metrics.active.get_or_create(&label).clone();
-        active.inc();
-        let result = crate::wagi::run(
-            self.host.engine().engine(),
-            pre,
-            &comp.grants,
-            crate::wagi::WagiRequest { env, body },
-            &app.logs,
-            &app.name,
-            &comp.id,
-            &comp.source,
-            comp.memory,
-            comp.timeout,
-        )
-        .await;
-        active.dec();
-        use crate::wagi::WagiFailure as W;
-        match result {
-            Ok((status, headers, body)) => {
-                let mut resp = Response::new(
-                    Full::new(body)
-                        .map_err(|never: Infallible| match never {})
-                        .boxed_unsync(),
-                );
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                for (k, v) in headers {
-                    if let (Ok(k), Ok(v)) = (
-                        http::HeaderName::try_from(k),
-                        http::HeaderValue::try_from(v),
-                    ) {
-                        resp.headers_mut().append(k, v);
-                    }
-                }
-                resp
-            }
-            Err(W::Timeout) => self.failure_response(app, idx, Failure::Timeout),
-            Err(W::Memory) => self.failure_response(app, idx, Failure::Memory),
-            Err(W::Trap(t)) => self.failure_response(app, idx, Failure::Trap(t)),
-            Err(W::Exit(code)) => self.failure_response(
-                app,
-                idx,
-                Failure::GuestError(format!("the module exited with status {code}")),
-            ),
-            Err(W::BadOutput(why)) => self.failure_response(
-                app,
-                idx,
-                Failure::GuestError(format!("its output is not a CGI response: {why}")),
-            ),
-        }
+        error_response(status, kind, &format!("wharf: {message}"))
     }
 }
 
-enum Failure {
-    Timeout,
-    Memory,
+impl Trigger for DataPlane {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn check(&self, manifest: &Manifest, live: &Apps) -> Result<(), String> {
+        crate::router::check_routes(manifest, live)
+    }
+
+    fn apps_changed(&self, live: &Arc<Apps>) {
+        let table = Arc::new(RouteTable::build(live));
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+}
+
+/// Why a request failed, mapped to a status in [`DataPlane::failure_response`] (the
+/// one place).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// What the engine's classifier said about the guest.
+    Guest(GuestFailure),
+    /// The request body passed the component's cap.
     BodyTooLarge,
-    Trap(String),
+    /// The guest answered with an error (a `wasi:http` error code, a bad CGI response).
     GuestError(String),
+    /// The guest returned without a response.
     NoResponse,
 }
 
 impl Failure {
     fn kind(&self) -> &'static str {
         match self {
-            Failure::Timeout => "timeout",
-            Failure::Memory => "memory",
+            Failure::Guest(GuestFailure::Host { .. } | GuestFailure::MissingImport { .. }) => {
+                "internal"
+            }
+            Failure::Guest(GuestFailure::MemoryCap { .. }) => "memory",
+            Failure::Guest(GuestFailure::Exit(_)) => "guest-error",
+            Failure::Guest(g) => g.kind(),
             Failure::BodyTooLarge => "body-too-large",
-            Failure::Trap(_) => "trap",
             Failure::GuestError(_) => "guest-error",
             Failure::NoResponse => "no-response",
         }
-    }
-}
-
-fn classify(e: &wharf_engine::wasmtime::Error, hit_cap: bool) -> Failure {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::Timeout,
-        _ if hit_cap => Failure::Memory,
-        Some(t) => Failure::Trap(t.to_string()),
-        None => Failure::Trap(format!("{e}")),
     }
 }
 

@@ -7,71 +7,28 @@
 //! means 302. The same limits apply as for components: fresh store, memory cap,
 //! deadline, body cap; stdout is capped too.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use wharf_engine::TotalMemoryLimiter;
-use wharf_engine::wasmtime::{self, InstancePre, Linker, Module, Store, Trap};
-use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
-use wharf_engine::wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wharf_engine::wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use wharf_engine::failure::{FailureContext, GuestFailure, classify};
+use wharf_engine::wasmtime::InstancePre;
+use wharf_engine::wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wharf_host::{ModuleState, Output, StoreSpec};
+use wharf_runtime::metrics::AppLabel;
+use wharf_runtime::{LoadedApp, Runtime};
 
-use crate::host::Grants;
-use crate::logs::{AppLogs, LogStream};
+use crate::server::{CappedBody, Failure, ResponseBody};
 
 /// Largest response a WAGI module may write to stdout.
 pub const MAX_WAGI_OUTPUT: usize = 16 << 20;
 
-/// Store data of a WAGI request.
-pub struct WagiState {
-    wasi: WasiP1Ctx,
-    /// Total-memory limiter.
-    pub limiter: TotalMemoryLimiter,
-}
-
-/// The linker for WAGI modules: WASI preview 1 only.
-pub fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<WagiState>> {
-    let mut linker = Linker::new(engine);
-    wharf_engine::wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut WagiState| {
-        &mut s.wasi
-    })?;
-    Ok(linker)
-}
-
-/// Pre-links a module; fails when it is not a WASI command.
-pub fn prepare(
-    linker: &Linker<WagiState>,
-    module: &Module,
-) -> Result<InstancePre<WagiState>, String> {
-    if module.get_export("_start").is_none() {
-        return Err("has no `_start` export, so it is not a WASI command; WAGI runs wasip1 commands (e.g. `cargo build --target wasm32-wasip1` of a binary)".into());
-    }
-    linker.instantiate_pre(module).map_err(|e| {
-        let chain = e
-            .chain()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(": ");
-        match wharf_engine::error::missing_import_from(&chain) {
-            Some(import) => format!(
-                "imports {import}, which WAGI does not provide (only wasi_snapshot_preview1)"
-            ),
-            None => format!("cannot be linked: {chain}"),
-        }
-    })
-}
-
 /// A parsed CGI response: status, headers, body.
 pub type CgiResponse = (u16, Vec<(String, String)>, Bytes);
-
-/// The request as WAGI sees it.
-pub struct WagiRequest {
-    /// CGI meta-variables.
-    pub env: Vec<(String, String)>,
-    /// The whole body.
-    pub body: Bytes,
-}
 
 /// Builds the CGI meta-variables of a request.
 pub fn cgi_env(
@@ -135,88 +92,111 @@ pub fn cgi_env(
     env
 }
 
-/// Why a WAGI request failed.
-pub enum WagiFailure {
-    /// The deadline passed.
-    Timeout,
-    /// The memory cap was reached.
-    Memory,
-    /// A trap.
-    Trap(String),
-    /// A non-zero exit status.
-    Exit(i32),
-    /// Output that is not a CGI response.
-    BadOutput(String),
-}
-
-/// Runs one request; returns status, headers and body.
+/// Serves one request with WAGI module `idx` of `app`: the whole body on stdin, CGI
+/// variables in the environment, the response parsed from stdout.
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
-    engine: &wasmtime::Engine,
-    pre: &InstancePre<WagiState>,
-    grants: &Grants,
-    request: WagiRequest,
-    logs: &Arc<AppLogs>,
-    app: &Arc<str>,
-    component: &Arc<str>,
-    argv0: &str,
-    memory: u64,
-    timeout: std::time::Duration,
-) -> Result<CgiResponse, WagiFailure> {
-    let stdout = MemoryOutputPipe::new(MAX_WAGI_OUTPUT);
-    let mut b = WasiCtxBuilder::new();
-    b.args(&[argv0])
-        .envs(&grants.env)
-        .envs(&request.env)
-        .stdin(MemoryInputPipe::new(request.body))
-        .stdout(stdout.clone())
-        .stderr(LogStream::new(
-            logs.clone(),
-            app.clone(),
-            component.clone(),
-            "stderr",
-        ));
-    for (host, guest) in &grants.mounts {
-        b.preopened_dir(host, guest, FsPerms::ReadOnly)
-            .map_err(|e| WagiFailure::Trap(format!("mounting {guest}: {e}")))?;
-    }
-    let mut store = Store::new(
-        engine,
-        WagiState {
-            wasi: b.build_p1(),
-            limiter: TotalMemoryLimiter::new(Some(memory)),
-        },
+pub(crate) async fn serve(
+    runtime: &Arc<Runtime>,
+    app: &Arc<LoadedApp>,
+    idx: usize,
+    pre: &InstancePre<ModuleState>,
+    req: Request<CappedBody>,
+    over_limit: &Arc<AtomicBool>,
+    matched: &wharf_manifest::RouteMatch,
+    label: AppLabel,
+) -> Result<Response<ResponseBody>, Failure> {
+    let comp = &app.components[idx];
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) if over_limit.load(Ordering::Relaxed) => return Err(Failure::BodyTooLarge),
+        Err(e) => {
+            return Ok(crate::server::error_response(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("wharf: reading the request body failed: {e}"),
+            ));
+        }
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let env = cgi_env(
+        &parts,
+        body.len(),
+        comp.route.as_ref().map(|r| r.as_str()).unwrap_or(""),
+        &matched.rest,
+        &matched.matched,
+        &host,
     );
-    store.limiter(|s| &mut s.limiter);
-    let deadline = Instant::now() + timeout;
-    wharf_engine::limits::yield_until(&mut store, move |_| Some(deadline));
+    let stdout = MemoryOutputPipe::new(MAX_WAGI_OUTPUT);
+    let spec = StoreSpec {
+        max_memory: Some(comp.memory),
+        args: vec![comp.source.clone()],
+        extra_env: env,
+        stdin: Some(body),
+        stdout: Output::Pipe(stdout.clone()),
+    };
+    let setup = |detail: String| Failure::Guest(GuestFailure::Host { detail });
+    let mut state = runtime
+        .services()
+        .module_state(&comp.grants, &comp.identity, &spec)
+        .map_err(|e| setup(e.to_string()))?;
+    let timeout = comp.timeout;
+    state.deadline = Some(Instant::now() + timeout);
+    let mut store =
+        wharf_host::new_store(runtime.engine(), state).map_err(|e| setup(format!("{e:#}")))?;
+    let active = runtime.metrics.active.get_or_create(&label).clone();
+    active.inc();
+    let mut instantiating = true;
     let result = tokio::time::timeout(timeout, async {
         let instance = pre.instantiate_async(&mut store).await?;
+        instantiating = false;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     })
     .await;
-    let hit_cap = store.data().limiter.hit_cap();
+    active.dec();
+    let cx = FailureContext {
+        timeout: Some(timeout),
+        max_memory: Some(comp.memory),
+        fuel: None,
+        hit_cap: store.data().limiter.hit_cap(),
+        instantiating,
+    };
     drop(store);
     match result {
-        Err(_) => return Err(WagiFailure::Timeout),
-        Ok(Err(e)) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                if exit.0 != 0 {
-                    return Err(WagiFailure::Exit(exit.0));
-                }
-            } else {
-                return Err(match e.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => WagiFailure::Timeout,
-                    _ if hit_cap => WagiFailure::Memory,
-                    Some(t) => WagiFailure::Trap(t.to_string()),
-                    None => WagiFailure::Trap(format!("{e}")),
-                });
-            }
+        Err(_) => {
+            return Err(Failure::Guest(GuestFailure::Timeout {
+                limit: Some(timeout),
+            }));
         }
+        Ok(Err(e)) => match classify(&e, &cx) {
+            GuestFailure::Exit(0) => {}
+            other => return Err(Failure::Guest(other)),
+        },
         Ok(Ok(())) => {}
     }
-    parse_cgi_output(&stdout.contents()).map_err(WagiFailure::BadOutput)
+    let (status, headers, body) = parse_cgi_output(&stdout.contents())
+        .map_err(|why| Failure::GuestError(format!("its output is not a CGI response: {why}")))?;
+    let mut resp = Response::new(
+        Full::new(body)
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::try_from(k),
+            http::HeaderValue::try_from(v),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    Ok(resp)
 }
 
 /// Splits CGI output into status, headers and body.

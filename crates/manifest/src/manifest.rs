@@ -152,6 +152,15 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         seen_ids.insert(component.id.clone(), index);
         components.push(component);
     }
+    apply_http_triggers(raw.trigger.http, &mut components)?;
+    for (index, c) in components.iter().enumerate() {
+        if c.route.is_none() && c.executor != Executor::Plugin {
+            return Err(missing(
+                format!("component[{index}].route"),
+                "add route = \"/...\" (or a narrower route such as \"/api/...\") to this [[component]], or a [[trigger.http]] with route and component = its id",
+            ));
+        }
+    }
     check_overlaps(&components)?;
     let variables = validate_variables(raw.variables)?;
 
@@ -306,18 +315,19 @@ fn validate_component(index: usize, raw: RawComponent) -> Result<ComponentSpec, 
         }
         None
     } else {
-        let route = raw.route.ok_or_else(|| {
-        missing(
-            field("route"),
-            "add route = \"/...\" (or a narrower route such as \"/api/...\") to this [[component]]",
-        )
-    })?;
-        let route = Route::parse(&route).map_err(|source| ManifestError::InvalidRoute {
-            field: field("route"),
-            source,
-        })?;
-
-        Some(route)
+        // A route may also come from a [[trigger.http]] entry; a component left with
+        // none is reported once all triggers are read.
+        match raw.route {
+            Some(route) => {
+                Some(
+                    Route::parse(&route).map_err(|source| ManifestError::InvalidRoute {
+                        field: field("route"),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        }
     };
 
     Ok(ComponentSpec {
@@ -331,6 +341,58 @@ fn validate_component(index: usize, raw: RawComponent) -> Result<ComponentSpec, 
         files,
         executor,
     })
+}
+
+/// Applies `[[trigger.http]]` entries: each gives one routed component its route (the
+/// same as `route` in its `[[component]]` table, which old manifests use).
+fn apply_http_triggers(
+    triggers: Vec<crate::raw::RawHttpTrigger>,
+    components: &mut [ComponentSpec],
+) -> Result<(), ManifestError> {
+    for (i, t) in triggers.into_iter().enumerate() {
+        let f = |name: &str| format!("trigger.http[{i}].{name}");
+        let id = t.component.ok_or_else(|| {
+            missing(
+                f("component"),
+                "add component = \"<id>\" naming the [[component]] this route serves",
+            )
+        })?;
+        let route = t
+            .route
+            .ok_or_else(|| missing(f("route"), "add route = \"/...\""))?;
+        let route = Route::parse(&route).map_err(|source| ManifestError::InvalidRoute {
+            field: f("route"),
+            source,
+        })?;
+        let ids: Vec<String> = components.iter().map(|c| c.id.clone()).collect();
+        let Some(c) = components.iter_mut().find(|c| c.id == id) else {
+            return Err(ManifestError::Invalid {
+                field: f("component"),
+                reason: format!(
+                    "{id:?} is not a component of this app; its components are {}",
+                    ids.join(", ")
+                ),
+            });
+        };
+        if c.executor == Executor::Plugin {
+            return Err(ManifestError::Invalid {
+                field: f("component"),
+                reason: format!(
+                    "{id:?} is a plugin, which is called through the admin API, not routed; remove this trigger"
+                ),
+            });
+        }
+        if let Some(existing) = &c.route {
+            return Err(ManifestError::Invalid {
+                field: f("component"),
+                reason: format!(
+                    "component {id:?} already has route \"{existing}\"; a component has one HTTP route, given either in its [[component]] table or in one [[trigger.http]]"
+                ),
+            });
+        }
+        c.route = Some(route);
+    }
+    Ok(())
 }
 
 fn store_name_problem(name: &str) -> Option<String> {

@@ -28,6 +28,24 @@ pub(crate) struct RawManifest {
     pub variables: BTreeMap<String, RawVariable>,
     #[serde(default)]
     pub component: Vec<RawComponent>,
+    #[serde(default)]
+    pub trigger: RawTriggers,
+}
+
+/// The `[trigger]` table: one array per trigger kind. Unknown kinds are refused by
+/// serde with the list of known ones.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTriggers {
+    #[serde(default)]
+    pub http: Vec<RawHttpTrigger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpTrigger {
+    pub route: Option<String>,
+    pub component: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -113,95 +113,9 @@ fn describe_keys(obj: &Map<String, Value>) -> String {
     format!("an object with {noun} {}", keys.join(", "))
 }
 
-/// A short WIT spelling of a type, used in `expected`: `s32`, `list<string>`,
-/// `record { x: f64, y: f64 }`, `option<u8>`, `result<s32, string>`,
-/// `variant { a(u32), b }`, `enum { r, g }`, `flags { x, y }`, `tuple<u8, string>`.
-///
-/// Records, variants, enums and flags are spelled out structurally (component types do
-/// not carry their WIT names); resources are `own<resource>` / `borrow<resource>`.
-pub fn wit_type_name(ty: &Type) -> String {
-    match ty {
-        Type::Bool => "bool".to_string(),
-        Type::S8 => "s8".to_string(),
-        Type::U8 => "u8".to_string(),
-        Type::S16 => "s16".to_string(),
-        Type::U16 => "u16".to_string(),
-        Type::S32 => "s32".to_string(),
-        Type::U32 => "u32".to_string(),
-        Type::S64 => "s64".to_string(),
-        Type::U64 => "u64".to_string(),
-        Type::Float32 => "f32".to_string(),
-        Type::Float64 => "f64".to_string(),
-        Type::Char => "char".to_string(),
-        Type::String => "string".to_string(),
-        Type::List(list) => format!("list<{}>", wit_type_name(&list.ty())),
-        Type::FixedLengthList(list) => {
-            format!("list<{}, {}>", wit_type_name(&list.ty()), list.len())
-        }
-        Type::Map(map) => format!(
-            "map<{}, {}>",
-            wit_type_name(&map.key()),
-            wit_type_name(&map.value())
-        ),
-        Type::Record(record) => {
-            let fields: Vec<String> = record
-                .fields()
-                .map(|f| format!("{}: {}", f.name, wit_type_name(&f.ty)))
-                .collect();
-            braced("record", &fields)
-        }
-        Type::Tuple(tuple) => {
-            let types: Vec<String> = tuple.types().map(|t| wit_type_name(&t)).collect();
-            format!("tuple<{}>", types.join(", "))
-        }
-        Type::Variant(variant) => {
-            let cases: Vec<String> = variant
-                .cases()
-                .map(|c| match &c.ty {
-                    Some(t) => format!("{}({})", c.name, wit_type_name(t)),
-                    None => c.name.to_string(),
-                })
-                .collect();
-            braced("variant", &cases)
-        }
-        Type::Enum(e) => {
-            let names: Vec<String> = e.names().map(str::to_string).collect();
-            braced("enum", &names)
-        }
-        Type::Flags(flags) => {
-            let names: Vec<String> = flags.names().map(str::to_string).collect();
-            braced("flags", &names)
-        }
-        Type::Option(option) => format!("option<{}>", wit_type_name(&option.ty())),
-        Type::Result(result) => match (result.ok(), result.err()) {
-            (Some(ok), Some(err)) => {
-                format!("result<{}, {}>", wit_type_name(&ok), wit_type_name(&err))
-            }
-            (Some(ok), None) => format!("result<{}>", wit_type_name(&ok)),
-            (None, Some(err)) => format!("result<_, {}>", wit_type_name(&err)),
-            (None, None) => "result".to_string(),
-        },
-        Type::Own(_) => "own<resource>".to_string(),
-        Type::Borrow(_) => "borrow<resource>".to_string(),
-        Type::Future(future) => match future.ty() {
-            Some(t) => format!("future<{}>", wit_type_name(&t)),
-            None => "future".to_string(),
-        },
-        Type::Stream(stream) => match stream.ty() {
-            Some(t) => format!("stream<{}>", wit_type_name(&t)),
-            None => "stream".to_string(),
-        },
-        Type::ErrorContext => "error-context".to_string(),
-    }
-}
-
-fn braced(keyword: &str, items: &[String]) -> String {
-    if items.is_empty() {
-        format!("{keyword} {{}}")
-    } else {
-        format!("{keyword} {{ {} }}", items.join(", "))
-    }
-}
+/// A short WIT spelling of a type, used in `expected`: the engine's
+/// [`wit_type_name`](wharf_engine::exports::wit_type_name), re-exported here.
+pub use wharf_engine::exports::wit_type_name;
 
 /// The snake_case spelling of a WIT kebab-case name.
 fn snake_case(name: &str) -> String {

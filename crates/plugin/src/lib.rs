@@ -41,27 +41,30 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wharf_engine::TotalMemoryLimiter;
+use wharf_engine::failure::{self, FailureContext, GuestFailure};
 use wharf_engine::load::{LoadOptions, Program, load_file};
-use wharf_engine::wasmtime::component::{
-    Component, Func, Instance, InstancePre, Linker, ResourceTable, Type, Val,
-};
+use wharf_engine::wasmtime::component::{Component, Func, Instance, InstancePre, Type, Val};
 use wharf_engine::wasmtime::{Store, Trap};
-use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
-use wharf_engine::wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wharf_engine::{WharfEngine, WharfError};
+use wharf_host::{Grants, HostState, Identity, ModuleState, Output, Services, StoreSpec};
 
-/// Limits and WASI settings for a plugin's instances.
-#[derive(Clone, Debug)]
+/// Limits, grants and output of a plugin's instances. Stores are built by the one
+/// instance builder (`wharf-host`), so a plugin gets every capability its grants name:
+/// WASI, `wasi:config`, `wasi:keyvalue`, `wasi:logging` and outbound `wasi:http`.
+#[derive(Clone)]
 pub struct PluginConfig {
     /// Cap on the total of the instance's linear memories.
     pub max_memory: Option<u64>,
     /// Wall-clock deadline for each call (and for instantiation).
     pub timeout: Option<Duration>,
-    /// Environment variables the plugin sees.
-    pub env: Vec<(String, String)>,
-    /// Let the plugin write to the host's stdout and stderr (otherwise discarded).
-    pub inherit_stdio: bool,
+    /// What the plugin may use (environment, mounts, stores, hosts, variables).
+    pub grants: Grants,
+    /// The backends its grants use.
+    pub services: Services,
+    /// Who its stores belong to; its log receives its output.
+    pub identity: Identity,
+    /// Where its stdout and stderr go.
+    pub output: Output,
 }
 
 impl Default for PluginConfig {
@@ -69,9 +72,23 @@ impl Default for PluginConfig {
         PluginConfig {
             max_memory: Some(256 << 20),
             timeout: Some(Duration::from_secs(30)),
-            env: Vec::new(),
-            inherit_stdio: false,
+            grants: Grants::none(),
+            services: Services::default(),
+            identity: Identity::detached("plugin", "plugin"),
+            output: Output::Log,
         }
+    }
+}
+
+impl std::fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginConfig")
+            .field("max_memory", &self.max_memory)
+            .field("timeout", &self.timeout)
+            .field("grants", &self.grants)
+            .field("app", &self.identity.app)
+            .field("component", &self.identity.component)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,41 +123,12 @@ pub enum PluginError {
     Other(String),
 }
 
-/// One exported function.
-#[derive(Clone, Debug)]
-pub struct ExportInfo {
-    /// `name` for a top-level function, `interface#name` inside an exported interface.
-    pub name: String,
-    /// Parameter names and types.
-    pub params: Vec<(String, Type)>,
-    /// Result types (zero or one in the component model today).
-    pub results: Vec<Type>,
-    /// WIT-like signature, e.g. `add(a: s32, b: s32) -> s32`.
-    pub signature: String,
-}
+/// One exported function: the engine's [`ExportFunc`](wharf_engine::ExportFunc) (name,
+/// parameters, results, WIT-like signature).
+pub use wharf_engine::exports::ExportFunc as ExportInfo;
 
-struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: TotalMemoryLimiter,
-    deadline: Option<Instant>,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// Store data for a core-module plugin (WASI preview 1).
-struct ModState {
-    wasi: WasiP1Ctx,
-    limiter: TotalMemoryLimiter,
-    deadline: Option<Instant>,
-}
+type State = HostState;
+type ModState = ModuleState;
 
 enum Kind {
     Component(InstancePre<State>),
@@ -162,16 +150,14 @@ impl Plugin {
         component: Component,
         config: PluginConfig,
     ) -> Result<Plugin, PluginError> {
-        let mut linker = Linker::<State>::new(engine.engine());
-        wharf_engine::wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        let linker = wharf_host::component_linker(engine.engine())
             .map_err(|e| PluginError::Other(e.to_string()))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
-            let chain = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-            match wharf_engine::error::missing_import_from(&chain) {
-                Some(import) => PluginError::Other(format!(
-                    "the plugin imports {import}, which Wharf does not provide to plugins (WASI 0.2 only)"
+            match failure::link_failure(&e) {
+                GuestFailure::MissingImport { import } => PluginError::Other(format!(
+                    "the plugin imports {import}, which Wharf does not provide to plugins (it provides {})", wharf_host::COMPONENT_IMPORTS
                 )),
-                None => PluginError::Other(format!("the plugin cannot be linked: {chain}")),
+                other => PluginError::Other(format!("the plugin cannot be linked: {other}")),
             }
         })?;
         let exports = list_exports(engine, &component);
@@ -192,18 +178,18 @@ impl Plugin {
         module: wharf_engine::wasmtime::Module,
         config: PluginConfig,
     ) -> Result<Plugin, PluginError> {
-        let mut linker = wharf_engine::wasmtime::Linker::<ModState>::new(engine.engine());
-        wharf_engine::wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModState| {
-            &mut s.wasi
-        })
-        .map_err(|e| PluginError::Other(e.to_string()))?;
+        config
+            .grants
+            .check_core_module(&config.identity.component, "a core-module plugin")
+            .map_err(|e| PluginError::Other(e.to_string()))?;
+        let linker = wharf_host::module_linker(engine.engine())
+            .map_err(|e| PluginError::Other(e.to_string()))?;
         let pre = linker.instantiate_pre(&module).map_err(|e| {
-            let chain = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-            match wharf_engine::error::missing_import_from(&chain) {
-                Some(import) => PluginError::Other(format!(
+            match failure::link_failure(&e) {
+                GuestFailure::MissingImport { import } => PluginError::Other(format!(
                     "the plugin imports {import}, which Wharf does not provide to module plugins (wasi_snapshot_preview1 only)"
                 )),
-                None => PluginError::Other(format!("the plugin cannot be linked: {chain}")),
+                other => PluginError::Other(format!("the plugin cannot be linked: {other}")),
             }
         })?;
         let mut exports = Vec::new();
@@ -272,29 +258,21 @@ impl Plugin {
         find_export(&self.exports, name)
     }
 
+    fn spec(&self) -> StoreSpec {
+        StoreSpec {
+            max_memory: self.config.max_memory,
+            stdout: self.config.output.clone(),
+            ..StoreSpec::default()
+        }
+    }
+
     fn new_store(&self) -> Result<Store<State>, PluginError> {
-        let mut b = WasiCtxBuilder::new();
-        b.envs(&self.config.env);
-        if self.config.inherit_stdio {
-            b.inherit_stdout().inherit_stderr();
-        }
-        let mut store = Store::new(
-            self.engine.engine(),
-            State {
-                wasi: b.build(),
-                table: ResourceTable::new(),
-                limiter: TotalMemoryLimiter::new(self.config.max_memory),
-                deadline: None,
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
-        wharf_engine::limits::yield_until(&mut store, |d| d.deadline);
-        if self.engine.fuel_enabled() {
-            store
-                .set_fuel(u64::MAX)
-                .map_err(|e| PluginError::Other(e.to_string()))?;
-        }
-        Ok(store)
+        let c = &self.config;
+        let state = c
+            .services
+            .component_state(&c.grants, &c.identity, &self.spec())
+            .map_err(|e| PluginError::Other(e.to_string()))?;
+        wharf_host::new_store(&self.engine, state).map_err(|e| PluginError::Other(e.to_string()))
     }
 
     /// A warm instance for many calls. State (globals, memory) persists between them.
@@ -357,36 +335,33 @@ impl Plugin {
 
 impl Plugin {
     fn new_module_store(&self) -> Result<Store<ModState>, PluginError> {
-        let mut b = WasiCtxBuilder::new();
-        b.envs(&self.config.env);
-        if self.config.inherit_stdio {
-            b.inherit_stdout().inherit_stderr();
-        }
-        let mut store = Store::new(
-            self.engine.engine(),
-            ModState {
-                wasi: b.build_p1(),
-                limiter: TotalMemoryLimiter::new(self.config.max_memory),
-                deadline: None,
-            },
-        );
-        store.limiter(|s| &mut s.limiter);
-        wharf_engine::limits::yield_until(&mut store, |d| d.deadline);
-        if self.engine.fuel_enabled() {
-            store
-                .set_fuel(u64::MAX)
-                .map_err(|e| PluginError::Other(e.to_string()))?;
-        }
-        Ok(store)
+        let c = &self.config;
+        let state = c
+            .services
+            .module_state(&c.grants, &c.identity, &self.spec())
+            .map_err(|e| PluginError::Other(e.to_string()))?;
+        wharf_host::new_store(&self.engine, state).map_err(|e| PluginError::Other(e.to_string()))
     }
 }
 
 fn classify(config: &PluginConfig, e: wharf_engine::wasmtime::Error, hit_cap: bool) -> PluginError {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PluginError::Timeout(config.timeout.unwrap_or_default()),
-        _ if hit_cap => PluginError::MemoryCap(config.max_memory.unwrap_or(0)),
-        Some(t) => PluginError::Trap(t.to_string()),
-        None => PluginError::Trap(e.to_string()),
+    let cx = FailureContext {
+        timeout: config.timeout,
+        max_memory: config.max_memory,
+        fuel: None,
+        hit_cap,
+        instantiating: false,
+    };
+    match failure::classify(&e, &cx) {
+        GuestFailure::Timeout { limit } => PluginError::Timeout(limit.unwrap_or_default()),
+        GuestFailure::MemoryCap { cap, .. } => PluginError::MemoryCap(cap.unwrap_or(0)),
+        GuestFailure::Trap { kind, .. } => PluginError::Trap(kind),
+        f @ (GuestFailure::FuelExhausted { .. } | GuestFailure::Exit(_)) => {
+            PluginError::Trap(f.to_string())
+        }
+        f @ (GuestFailure::PoolExhausted { .. }
+        | GuestFailure::MissingImport { .. }
+        | GuestFailure::Host { .. }) => PluginError::Other(f.to_string()),
     }
 }
 
@@ -462,11 +437,25 @@ impl PluginInstance {
                 let hit_cap = store.data().limiter.hit_cap();
                 match r {
                     Ok(()) => Ok(results),
-                    // Values are type-checked before the guest runs, so an error that is
-                    // not a trap and not the memory cap is a mismatch of the arguments.
-                    Err(e) if e.downcast_ref::<Trap>().is_none() && !hit_cap => Err(
-                        PluginError::Args(format!("arguments do not match `{name}`: {e}")),
-                    ),
+                    // Values are type-checked before the guest runs, so an error that the
+                    // classifier cannot pin on the guest (not a trap, exit, memory cap or
+                    // deadline) is a mismatch of the arguments.
+                    Err(e)
+                        if matches!(
+                            failure::classify(
+                                &e,
+                                &FailureContext {
+                                    hit_cap,
+                                    ..FailureContext::default()
+                                }
+                            ),
+                            GuestFailure::Host { .. }
+                        ) =>
+                    {
+                        Err(PluginError::Args(format!(
+                            "arguments do not match `{name}`: {e}"
+                        )))
+                    }
                     Err(e) => Err(classify(&config, e, hit_cap)),
                 }
             }
@@ -552,32 +541,14 @@ fn core_to_type(t: &wharf_engine::wasmtime::ValType) -> Option<Type> {
 }
 
 fn find_export<'a>(exports: &'a [ExportInfo], name: &str) -> Result<&'a ExportInfo, PluginError> {
-    if let Some(e) = exports.iter().find(|e| e.name == name) {
-        return Ok(e);
-    }
-    let suffix = format!("#{name}");
-    let found: Vec<&ExportInfo> = exports
-        .iter()
-        .filter(|e| e.name.ends_with(&suffix))
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        [] => Err(PluginError::NoSuchExport {
-            name: name.to_string(),
-            available: exports
-                .iter()
-                .map(|e| e.signature.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
-        many => Err(PluginError::Args(format!(
-            "`{name}` is exported by several interfaces ({}); name one as INTERFACE#{name}",
-            many.iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    use wharf_engine::ExportLookupError as E;
+    wharf_engine::exports::find_export(exports, name).map_err(|e| match e {
+        E::NoSuch { name, available }
+        | E::NoInterface {
+            name, available, ..
+        } => PluginError::NoSuchExport { name, available },
+        ambiguous @ E::Ambiguous { .. } => PluginError::Args(ambiguous.to_string()),
+    })
 }
 
 fn lookup_func(store: &mut Store<State>, instance: &Instance, full: &str) -> Option<Func> {
@@ -592,43 +563,7 @@ fn lookup_func(store: &mut Store<State>, instance: &Instance, full: &str) -> Opt
 }
 
 fn list_exports(engine: &WharfEngine, component: &Component) -> Vec<ExportInfo> {
-    use wharf_engine::wasmtime::component::types::{ComponentFunc, ComponentItem};
-    let e = engine.engine();
-    let info = |name: String, f: &ComponentFunc| {
-        let params: Vec<(String, Type)> = f.params().map(|(n, t)| (n.to_string(), t)).collect();
-        let results: Vec<Type> = f.results().collect();
-        let p: Vec<String> = params
-            .iter()
-            .map(|(n, t)| format!("{n}: {}", json::wit_type_name(t)))
-            .collect();
-        let r: Vec<String> = results.iter().map(json::wit_type_name).collect();
-        let signature = if r.is_empty() {
-            format!("{name}({})", p.join(", "))
-        } else {
-            format!("{name}({}) -> {}", p.join(", "), r.join(", "))
-        };
-        ExportInfo {
-            name,
-            params,
-            results,
-            signature,
-        }
-    };
-    let mut out = Vec::new();
-    for (name, item) in component.component_type().exports(e) {
-        match item.ty {
-            ComponentItem::ComponentFunc(f) => out.push(info(name.to_string(), &f)),
-            ComponentItem::ComponentInstance(inst) => {
-                for (fname, fitem) in inst.exports(e) {
-                    if let ComponentItem::ComponentFunc(f) = fitem.ty {
-                        out.push(info(format!("{name}#{fname}"), &f));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    wharf_engine::exports::component_exports(engine.engine(), component)
 }
 
 /// A pool of warm instances for concurrent callers: at most `size` calls run at once;

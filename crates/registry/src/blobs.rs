@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
@@ -28,6 +28,11 @@ pub(crate) struct BlobStore {
     /// reported as stored (it refreshes the file's age, but gc may already have judged
     /// it old).
     gc_lock: RwLock<()>,
+    /// Digests whose file this process has hashed and found intact, so that
+    /// [`BlobStore::fetch`] hashes each blob once. Sound because a file under its final
+    /// name is never modified in place (only replaced whole by [`BlobStore::put`] with the
+    /// same content, or deleted by [`BlobStore::gc`], which forgets it here).
+    verified: Mutex<HashSet<String>>,
 }
 
 /// Rejects anything but 64 lowercase hex characters. Digests come from callers and are
@@ -79,6 +84,7 @@ impl BlobStore {
         Ok(BlobStore {
             dir,
             gc_lock: RwLock::new(()),
+            verified: Mutex::new(HashSet::new()),
         })
     }
 
@@ -145,7 +151,7 @@ impl BlobStore {
         Ok(sha256)
     }
 
-    /// See [`crate::Registry::blob_path`].
+    /// Path of a stored blob, without verifying its content; `MissingBlob` if absent.
     pub(crate) fn path(&self, sha256: &str) -> Result<PathBuf> {
         validate_sha256(sha256)?;
         let path = self.path_of(sha256);
@@ -174,15 +180,37 @@ impl BlobStore {
                 return Err(e).or_storage(|| format!("cannot read blob file `{}`", path.display()));
             }
         };
-        let actual = sha256_hex(&bytes);
-        if actual != sha256 {
-            return Err(RegistryError::Storage(anyhow!(
-                "blob {sha256} is corrupt: the content of `{}` hashes to {actual}; \
-                 redeploy an app that uses it to store it again",
-                path.display()
-            )));
-        }
+        check_digest(sha256, &path, &sha256_hex(&bytes))?;
+        self.verified().insert(sha256.to_owned());
         Ok(bytes)
+    }
+
+    /// See [`crate::Registry::fetch_blob`]: the blob's path, its content hashed the
+    /// first time this process fetches it.
+    pub(crate) fn fetch(&self, sha256: &str) -> Result<PathBuf> {
+        let path = self.path(sha256)?;
+        if self.verified().contains(sha256) {
+            return Ok(path);
+        }
+        let actual = match File::open(&path).and_then(hash_file) {
+            Ok(actual) => actual,
+            // Removed by gc since `path` looked.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(RegistryError::MissingBlob(sha256.to_owned()));
+            }
+            Err(e) => {
+                return Err(e).or_storage(|| format!("cannot read blob file `{}`", path.display()));
+            }
+        };
+        check_digest(sha256, &path, &actual)?;
+        self.verified().insert(sha256.to_owned());
+        Ok(path)
+    }
+
+    /// The set of verified digests. A panic while it was held cannot have left it
+    /// inconsistent (single insert/remove calls), so a poisoned lock is taken over.
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Checks that a deploy's component blob is stored with the declared size. Called
@@ -262,6 +290,9 @@ impl BlobStore {
                 match fs::remove_file(&path) {
                     Ok(()) => {
                         tracing::debug!(path = %path.display(), "gc removed file");
+                        if !is_tmp {
+                            self.verified().remove(name);
+                        }
                         removed += 1;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -274,6 +305,37 @@ impl BlobStore {
         // Deleting is not fsynced: if a deletion is lost in a crash, the file is simply
         // garbage again and the next gc removes it.
         Ok(removed)
+    }
+}
+
+/// A [`RegistryError::Storage`] naming the blob and the fix unless `actual` (the hash
+/// of the content of `path`) is `sha256`.
+fn check_digest(sha256: &str, path: &Path, actual: &str) -> Result<()> {
+    if actual == sha256 {
+        return Ok(());
+    }
+    Err(RegistryError::Storage(anyhow!(
+        "blob {sha256} is corrupt: the content of `{}` hashes to {actual}; \
+         redeploy an app that uses it to store it again",
+        path.display()
+    )))
+}
+
+/// The sha256 of a file's content (lowercase hex), read in chunks so that a large blob
+/// is not held in memory.
+fn hash_file(mut file: File) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
     }
 }
 

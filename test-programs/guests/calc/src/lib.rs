@@ -28,6 +28,8 @@ impl Guest for Calc {
     }
 
     fn greet(name: String) -> String {
+        // On stderr, so hosts can show where a plugin's output goes.
+        eprintln!("greeting {name}");
         format!("Hello, {name}!")
     }
 

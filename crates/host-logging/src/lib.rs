@@ -1,0 +1,147 @@
+//! Guest logging for Wharf: where everything a guest says ends up.
+//!
+//! What this crate owns:
+//! - [`AppLogs`]: an app's bounded log buffer (lines and bytes), shared by every version
+//!   of the app and readable through the admin API;
+//! - [`LogStream`]: a guest's stdout or stderr, split into lines into that buffer (every
+//!   executor wires both streams through it, so no guest output is lost or unbounded);
+//! - `wasi:logging/logging` ([`add_to_linker`], per-store [`LoggingCtx`]): log records
+//!   at a level, into the same buffer.
+//!
+//! Guest-chosen text never panics the host: lines are cut at a character boundary at
+//! [`MAX_LINE`] bytes.
+#![deny(missing_docs)]
+
+mod buffer;
+
+use std::sync::Arc;
+
+pub use buffer::{AppLogs, LogLine, LogStream, MAX_BYTES, MAX_LINE, MAX_LINES, now_ms};
+use wharf_engine::wasmtime::component::{HasData, Linker};
+
+mod bindings {
+    wharf_engine::wasmtime::component::bindgen!({
+        path: "../../wit/deps/logging",
+        world: "wasi:logging/imports",
+        // The engine crate re-exports the one wasmtime every Wharf crate uses.
+        wasmtime_crate: wharf_engine::wasmtime,
+    });
+}
+use bindings::wasi::logging::logging as wasi_logging;
+
+/// Cuts `s` to at most `max` bytes, at a character boundary (never panics).
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while cut > 0 && !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+}
+
+/// Per-store logging state: which component writes, into which app's buffer.
+#[derive(Clone)]
+pub struct LoggingCtx {
+    logs: Arc<AppLogs>,
+    app: Arc<str>,
+    component: Arc<str>,
+}
+
+impl LoggingCtx {
+    /// Logging for `component` of `app` into `logs`.
+    pub fn new(logs: Arc<AppLogs>, app: Arc<str>, component: Arc<str>) -> LoggingCtx {
+        LoggingCtx {
+            logs,
+            app,
+            component,
+        }
+    }
+
+    /// The guest's stdout (`"stdout"`) or stderr (`"stderr"`) as a line stream into the
+    /// app's log.
+    pub fn stream(&self, name: &'static str) -> LogStream {
+        LogStream::new(
+            self.logs.clone(),
+            self.app.clone(),
+            self.component.clone(),
+            name,
+        )
+    }
+
+    /// The app's log buffer.
+    pub fn logs(&self) -> &Arc<AppLogs> {
+        &self.logs
+    }
+}
+
+impl wasi_logging::Host for LoggingCtx {
+    fn log(&mut self, level: wasi_logging::Level, context: String, message: String) {
+        use wasi_logging::Level;
+        let stream = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Critical => "critical",
+        };
+        let mut line = if context.is_empty() {
+            message
+        } else {
+            format!("[{context}] {message}")
+        };
+        truncate_utf8(&mut line, MAX_LINE);
+        tracing::debug!(app = %self.app, component = %self.component, level = stream, "{}", line.escape_debug());
+        self.logs.push(LogLine {
+            ts_ms: now_ms(),
+            stream,
+            component: self.component.to_string(),
+            line,
+        });
+    }
+}
+
+struct HasLogging;
+impl HasData for HasLogging {
+    type Data<'a> = &'a mut LoggingCtx;
+}
+
+/// Adds `wasi:logging/logging` to `linker`; `get` finds the [`LoggingCtx`] in the store.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LoggingCtx,
+) -> wharf_engine::wasmtime::Result<()> {
+    wasi_logging::add_to_linker::<T, HasLogging>(linker, get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the panic a 4,097-byte message with a multi-byte character at the cut caused
+    /// in `String::truncate` (hardening issue, class 7).
+    #[test]
+    fn long_log_message_with_multibyte_char_at_the_cut_does_not_panic() {
+        let logs = Arc::new(AppLogs::default());
+        let mut ctx = LoggingCtx::new(logs.clone(), "a".into(), "c".into());
+        let message = format!("{}é{}", "x".repeat(MAX_LINE - 1), "y".repeat(10));
+        wasi_logging::Host::log(&mut ctx, wasi_logging::Level::Info, String::new(), message);
+        let (lines, _) = logs.tail(1);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].line.len(), MAX_LINE - 1);
+        assert!(lines[0].line.chars().all(|c| c == 'x'));
+        assert_eq!(lines[0].stream, "info");
+    }
+
+    #[test]
+    fn truncate_utf8_keeps_whole_characters() {
+        let mut s = "aé".to_string();
+        truncate_utf8(&mut s, 2);
+        assert_eq!(s, "a");
+        let mut s = "abc".to_string();
+        truncate_utf8(&mut s, 10);
+        assert_eq!(s, "abc");
+    }
+}

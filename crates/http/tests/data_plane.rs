@@ -1,0 +1,300 @@
+//! The HTTP trigger in-process: a real runtime (SQLite registry in a temporary state
+//! dir), a real listener on a loopback port, real guests built from this repo. Routing,
+//! caps, the status and `x-wharf-error` of every failure kind, and where guest output
+//! goes. The binary-driven tests in `tests/all/serve.rs` cover the same server end to
+//! end.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_engine::{EngineOptions, WharfEngine};
+use wharf_http::{DataPlane, ServerLimits};
+use wharf_registry::SqliteRegistry;
+use wharf_runtime::{Bundle, DeployError, DeployMode, Metrics, Runtime, RuntimeConfig};
+use wharf_test_programs as guests;
+
+struct Server {
+    runtime: Arc<Runtime>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = Arc::new(SqliteRegistry::open(&dir.path().join("registry")).expect("registry"));
+    let engine = WharfEngine::new(&EngineOptions::default()).expect("engine");
+    let runtime = Arc::new(
+        Runtime::new(
+            engine,
+            reg,
+            wharf_host::Services::default(),
+            RuntimeConfig::new(dir.path().to_path_buf()),
+            Arc::new(Metrics::new()),
+        )
+        .expect("runtime"),
+    );
+    let plane = DataPlane::new(runtime.clone(), ServerLimits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(plane.serve(listener, std::future::pending()));
+    Server {
+        runtime,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Deploys the test HTTP component as `name` with these `[[component]]` lines.
+async fn deploy(s: &Server, name: &str, component: &str) -> Result<(), DeployError> {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "wharf.toml".to_string(),
+        format!("[app]\nname = \"{name}\"\nversion = \"1\"\n\n[[component]]\nid = \"web\"\nsource = \"app.wasm\"\n{component}\n").into_bytes(),
+    );
+    files.insert(
+        "app.wasm".to_string(),
+        std::fs::read(guests::HTTP_COMPONENT).expect("guest built"),
+    );
+    let bundle = Bundle::pack(&files).expect("pack");
+    s.runtime
+        .deploy(bundle, None, DeployMode::Upsert)
+        .await
+        .map(|_| ())
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+async fn request(s: &Server, method: &str, path: &str, body: &[u8]) -> Reply {
+    let mut c = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.expect("write");
+    c.write_all(body).await.expect("write body");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut out))
+        .await
+        .expect("reply within 30 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Reply {
+        status,
+        head: head.to_string(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    }
+}
+
+/// Decodes a chunked body (sizes in hex, each chunk followed by CRLF).
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_pattern_with_params_and_404s_the_rest() {
+    let s = server().await;
+    deploy(
+        &s,
+        "shop",
+        "route = \"/shop/...\"\nenvironment = { GREETING = \"shop\" }",
+    )
+    .await
+    .expect("shop");
+    deploy(
+        &s,
+        "api",
+        "route = \"/api/:version/...\"\nenvironment = { GREETING = \"api\" }",
+    )
+    .await
+    .expect("api");
+    let r = request(&s, "GET", "/api/v1/hello", b"").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "hello from api\n"));
+    assert_eq!(r.header("x-wharf-matched-route"), Some("/api/:version/..."));
+    assert_eq!(r.header("x-wharf-param-version"), Some("v1"));
+    let r = request(&s, "GET", "/shop/x/hello", b"").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "hello from shop\n"));
+    let r = request(&s, "GET", "/elsewhere/hello", b"").await;
+    assert_eq!(
+        (r.status, r.header("x-wharf-error")),
+        (404, Some("no-route"))
+    );
+
+    // A removed app stops being routed at once.
+    s.runtime.remove("shop").await.expect("remove");
+    let r = request(&s, "GET", "/shop/x/hello", b"").await;
+    assert_eq!(
+        (r.status, r.header("x-wharf-error")),
+        (404, Some("no-route"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_route_of_another_app_is_refused_naming_both() {
+    let s = server().await;
+    deploy(&s, "a", "route = \"/shop/...\"").await.expect("a");
+    match deploy(&s, "b", "route = \"/shop/...\"").await {
+        Err(DeployError::Conflict(m)) => {
+            assert!(m.contains("app `a`") && m.contains("/shop/..."), "{m}")
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(s.runtime.app("b").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_kind_gets_its_status_and_reason() {
+    let s = server().await;
+    deploy(
+        &s,
+        "bad",
+        "route = \"/bad/...\"\nlimits = { memory = \"16MiB\", timeout = \"300ms\", max_body = \"1KiB\" }",
+    )
+    .await
+    .expect("deploy");
+    for (path, body, status, kind) in [
+        ("/bad/trap", &b""[..], 500, "trap"),
+        ("/bad/membomb", &b""[..], 500, "memory"),
+        ("/bad/spin", &b""[..], 503, "timeout"),
+        ("/bad/echo", &[b'x'; 4096][..], 413, "body-too-large"),
+    ] {
+        let r = request(&s, "POST", path, body).await;
+        assert_eq!(
+            (r.status, r.header("x-wharf-error")),
+            (status, Some(kind)),
+            "{path}: {}",
+            r.body
+        );
+        assert!(r.body.starts_with("wharf: "), "{path}: {}", r.body);
+    }
+    // And the app still answers afterwards.
+    let r = request(&s, "POST", "/bad/echo", b"abc").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "abc"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_cap_answers_503_while_a_request_runs() {
+    let s = server().await;
+    deploy(
+        &s,
+        "slow",
+        "route = \"/slow/...\"\nlimits = { max_concurrency = 1 }",
+    )
+    .await
+    .expect("deploy");
+    let s = Arc::new(s);
+    let s2 = s.clone();
+    let first = tokio::spawn(async move { request(&s2, "GET", "/slow/sleep?ms=1500", b"").await });
+    // Wait until the first request holds the only permit (observed, not slept for).
+    let comp_sem = s.runtime.app("slow").expect("live").components[0]
+        .concurrency
+        .clone();
+    let t = std::time::Instant::now();
+    while comp_sem.available_permits() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "first request never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    let r = request(&s, "GET", "/slow/hello", b"").await;
+    assert_eq!(
+        (r.status, r.header("x-wharf-error")),
+        (503, Some("concurrency"))
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let r = first.await.expect("first");
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_stdout_stderr_and_wasi_logging_land_in_the_app_log() {
+    let s = server().await;
+    deploy(&s, "talk", "route = \"/talk/...\"")
+        .await
+        .expect("deploy");
+    assert_eq!(request(&s, "GET", "/talk/log", b"").await.status, 200);
+    assert_eq!(request(&s, "GET", "/talk/logging", b"").await.status, 200);
+    let (lines, _) = s.runtime.logs_for("talk").tail(100);
+    let got: Vec<(&str, &str)> = lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
+    for want in [
+        ("stdout", "log line to stdout"),
+        ("stderr", "log line to stderr"),
+        ("info", "[test] an info message"),
+        ("error", "an error message"),
+    ] {
+        assert!(got.contains(&want), "missing {want:?} in {got:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wagi_modules_run_through_the_same_builder() {
+    let s = server().await;
+    let mut files = BTreeMap::new();
+    files.insert(
+        "wharf.toml".to_string(),
+        b"[app]\nname = \"cgi\"\nversion = \"1\"\n\n[[component]]\nid = \"cgi\"\nsource = \"cgi.wasm\"\nroute = \"/cgi/...\"\nexecutor = { type = \"wagi\" }\nenvironment = { GREETING = \"granted\" }\nlimits = { timeout = \"300ms\" }\n".to_vec(),
+    );
+    files.insert(
+        "cgi.wasm".to_string(),
+        std::fs::read(guests::P1_WAGI).expect("guest built"),
+    );
+    s.runtime
+        .deploy(
+            Bundle::pack(&files).expect("pack"),
+            None,
+            DeployMode::Upsert,
+        )
+        .await
+        .expect("deploy");
+    let r = request(&s, "POST", "/cgi/x?status=201", b"payload").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("x-wagi"), Some("yes"));
+    assert!(r.body.contains("GREETING=granted"), "{}", r.body);
+    assert!(r.body.contains("PATH_INFO=/x"), "{}", r.body);
+    assert!(r.body.ends_with("body=payload"), "{}", r.body);
+    // A spinning module is stopped at its deadline like a component.
+    let r = request(&s, "GET", "/cgi/x?spin", b"").await;
+    assert_eq!(r.header("x-wharf-error"), Some("timeout"));
+}
