@@ -246,11 +246,11 @@ impl Runtime {
 
     /// Plugs a trigger in; it is told the current apps at once.
     pub fn add_trigger(&self, trigger: Arc<dyn Trigger>) {
+        // Under the write lock, so an install running now either finished swapping
+        // before `apps()` is read here, or notifies this trigger after it.
+        let mut triggers = self.triggers.write().unwrap_or_else(|p| p.into_inner());
         trigger.apps_changed(&self.apps());
-        self.triggers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(trigger);
+        triggers.push(trigger);
     }
 
     /// The engine.
