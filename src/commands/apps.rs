@@ -104,7 +104,12 @@ impl AppsCommand {
             Some(AppsAction::Logs { .. }) => {
                 let reply: LogsReply = parse_reply(&body)?;
                 for l in &reply.lines {
-                    println!("[{}] {}: {}", l.component, l.stream, l.line);
+                    println!(
+                        "[{}] {}: {}",
+                        printable(&l.component),
+                        printable(&l.stream),
+                        printable(&l.line)
+                    );
                 }
             }
         }
@@ -132,5 +137,35 @@ fn print_app(a: &AppInfo) {
             wharf_engine::size::format_size(c.max_body),
             c.max_concurrency
         );
+    }
+}
+
+/// Guest-written text made safe for a terminal: control characters (escape sequences
+/// that could recolour, move the cursor, retitle the window or fake other lines) are
+/// shown escaped, as `\u{1b}`; tabs and printable text pass unchanged.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    /// Hardening class 12: `wharf apps logs` printed guest escape sequences raw.
+    #[test]
+    fn guest_escape_sequences_and_newlines_are_shown_escaped() {
+        assert_eq!(
+            printable("\u{1b}[2J\u{1b}]0;pwned\u{7}ok\r\n[web] stdout: fake"),
+            "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}ok\\r\\n[web] stdout: fake"
+        );
+        assert_eq!(printable("tab\tand ünïcode"), "tab\tand ünïcode");
     }
 }

@@ -113,6 +113,23 @@ impl DeployCommand {
         for c in &manifest.components {
             for (i, m) in c.files.iter().enumerate() {
                 let root = dir.join(&m.source);
+                // A mount root reached through a symbolic link (a cloned repository's
+                // `static -> ~/.ssh`) would upload whatever it points at: refuse it, as
+                // links inside the tree are refused.
+                let mut walked = dir.clone();
+                for part in m.source.split('/') {
+                    walked.push(part);
+                    if std::fs::symlink_metadata(&walked)
+                        .is_ok_and(|md| md.file_type().is_symlink())
+                    {
+                        anyhow::bail!(
+                            "component `{}`: files[{i}].source `{}` goes through the symbolic link `{}`; mounted directories must be real directories next to the manifest",
+                            c.id,
+                            m.source,
+                            walked.display()
+                        );
+                    }
+                }
                 if !root.is_dir() {
                     anyhow::bail!(
                         "component `{}`: files[{i}].source `{}` is not a directory next to the manifest",

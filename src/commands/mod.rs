@@ -127,19 +127,55 @@ impl CompileBounds {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`, or a bare number of seconds.
+/// The longest duration any flag accepts (365 days): longer ones are refused at
+/// parse, so that no `Instant::now() + duration` can overflow (`--timeout 1e20`
+/// used to panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `30s`, `500ms`, `2m`, or a bare number of seconds, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.trim().parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
+    let too_long = || format!("`{s}` is too long: the most a duration may be is 365d");
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!(
+                "`{s}` is not a duration: it must be a finite number of seconds, at least 0"
+            ));
+        }
+        if secs > MAX_DURATION.as_secs_f64() {
+            return Err(too_long());
+        }
+        return Duration::try_from_secs_f64(secs).map_err(|_| too_long());
     }
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `10s` or `2m`"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `10s` or `2m`"))?;
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
 }
 
 /// Parses a byte size such as `64MiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     wharf_engine::size::parse_size(s)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_not_a_panic() {
+        for s in ["1e20", "1e300", "400d", "100000000years"] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(
+                e.contains("365d") || e.contains("not a duration"),
+                "{s}: {e}"
+            );
+        }
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+    }
 }

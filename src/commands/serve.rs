@@ -44,9 +44,14 @@ pub struct ServeCommand {
     key_value: String,
     /// A TOML file of values for apps' [variables]: `name = "value"` for every app, or
     /// under an `[app-name]` table for one app. Read at every deploy and restart;
-    /// WHARF_VAR_<APP>_<NAME> and WHARF_VAR_<NAME> in the environment work too.
+    /// WHARF_VAR_<APP>__<NAME> (two underscores) in the environment works too.
     #[arg(long, value_name = "FILE")]
     secrets_file: Option<PathBuf>,
+    /// Let manifests grant outbound requests to private, loopback and link-local
+    /// addresses, and then only as IP literals in `allowed_outbound_hosts` (never
+    /// through a name). Off by default: guests reach only public addresses.
+    #[arg(long)]
+    allow_private_outbound: bool,
     /// Read the admin token from FILE instead of STATE_DIR/admin-token.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
@@ -59,9 +64,24 @@ pub struct ServeCommand {
     /// Default request-body cap.
     #[arg(long, value_name = "SIZE", default_value = "10MiB", value_parser = parse_size)]
     max_body: u64,
-    /// Default cap on concurrent requests per component.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    max_concurrency: u32,
+    /// Default cap on concurrent requests per component [default: a quarter of
+    /// --pool-instances, so no one component takes the whole pool].
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<u32>,
+    /// Most memory a manifest may give a component (`limits.memory`); a deploy asking
+    /// for more is refused.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    ceiling_memory: u64,
+    /// Longest `limits.timeout` a manifest may ask for.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    ceiling_timeout: Duration,
+    /// Largest `limits.max_body` a manifest may ask for.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB", value_parser = parse_size)]
+    ceiling_max_body: u64,
+    /// Largest `limits.max_concurrency` a manifest may ask for [default: half of
+    /// --pool-instances].
+    #[arg(long, value_name = "N")]
+    ceiling_concurrency: Option<u32>,
     /// Cap on open connections; more are answered 503 and closed.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     max_connections: usize,
@@ -71,13 +91,22 @@ pub struct ServeCommand {
     /// On SIGTERM/SIGINT, how long to let in-flight requests finish.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// How long a client has to send a complete request head (both listeners), from
+    /// when the server starts waiting for it: a new connection, or the end of the
+    /// previous response on a keep-alive connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Close a connection (either listener) after this long with no request in
+    /// progress and no byte received.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Largest app bundle accepted by the admin API.
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     max_bundle_size: u64,
     #[command(flatten)]
     compile: CompileBounds,
     /// Instance slots in the pooling allocator (also caps live instances).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = wharf_engine::config::DEFAULT_SERVER_POOL_INSTANCES)]
     pool_instances: u32,
     /// Bytes of each freed instance's memory kept resident and reset in place, which
     /// avoids a syscall and cross-CPU TLB flushes per request (costs up to this much
@@ -134,7 +163,46 @@ impl ServeCommand {
         config.default_memory = self.max_memory;
         config.default_timeout = self.timeout;
         config.default_max_body = self.max_body;
-        config.default_max_concurrency = self.max_concurrency;
+        config.ceiling_memory = self.ceiling_memory;
+        config.ceiling_timeout = self.ceiling_timeout;
+        config.ceiling_max_body = self.ceiling_max_body;
+        config.ceiling_concurrency = self
+            .ceiling_concurrency
+            .unwrap_or((self.pool_instances / 2).max(1));
+        config.default_max_concurrency = self
+            .max_concurrency
+            .unwrap_or_else(|| wharf_runtime::fair_share(self.pool_instances));
+        for (flag, default, ceiling_flag, ceiling) in [
+            (
+                "--max-memory",
+                self.max_memory,
+                "--ceiling-memory",
+                self.ceiling_memory,
+            ),
+            (
+                "--max-body",
+                self.max_body,
+                "--ceiling-max-body",
+                self.ceiling_max_body,
+            ),
+            (
+                "--max-concurrency",
+                u64::from(config.default_max_concurrency),
+                "--ceiling-concurrency",
+                u64::from(config.ceiling_concurrency),
+            ),
+        ] {
+            anyhow::ensure!(
+                default <= ceiling,
+                "{flag} {default} is above its ceiling {ceiling_flag} {ceiling}"
+            );
+        }
+        anyhow::ensure!(
+            self.timeout <= self.ceiling_timeout,
+            "--timeout {:?} is above its ceiling --ceiling-timeout {:?}",
+            self.timeout,
+            self.ceiling_timeout
+        );
         config.max_bundle = self.max_bundle_size;
         config.compiler = self.compile.compiler()?;
         if let Some(f) = &self.secrets_file {
@@ -143,6 +211,7 @@ impl ServeCommand {
                 .map_err(|e| anyhow::anyhow!("--secrets-file: {e}"))?;
         }
         config.secrets_file = self.secrets_file.clone();
+        config.allow_private_outbound = self.allow_private_outbound;
         let kv: Arc<dyn wharf_host_keyvalue::KvBackend> = if self.key_value == "embedded" {
             Arc::new(
                 wharf_host_keyvalue::SqliteKv::open(&state_dir.join("kv.db"))
@@ -153,12 +222,17 @@ impl ServeCommand {
             Arc::new(
                 wharf_host_keyvalue::RedisKv::connect(&self.key_value)
                     .await
-                    .map_err(|e| anyhow::anyhow!("--key-value {}: {e}", self.key_value))?,
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--key-value {}: {e}",
+                            wharf_host_keyvalue::redact_url(&self.key_value)
+                        )
+                    })?,
             )
         } else {
             anyhow::bail!(
                 "--key-value `{}`: use `embedded` or a Redis URL such as redis://127.0.0.1:6379",
-                self.key_value
+                wharf_host_keyvalue::redact_url(&self.key_value)
             );
         };
         let metrics = Arc::new(Metrics::new());
@@ -169,14 +243,30 @@ impl ServeCommand {
             config,
             metrics,
         )?);
+        // Every connection is a file descriptor: raise the soft limit to the hard one,
+        // and keep the connection cap below it with room for files, SQLite and pipes.
+        let nofile = wharf_http::server::raise_nofile_limit();
+        let max_connections = wharf_http::server::clamp_connections(
+            self.max_connections,
+            nofile,
+            wharf_http::server::DEFAULT_ADMIN_CONNECTIONS,
+        );
+        if max_connections < self.max_connections {
+            tracing::warn!(
+                "--max-connections {} lowered to {max_connections}: the open-file limit is {nofile} (raise it with `ulimit -n`)",
+                self.max_connections
+            );
+        }
         // The HTTP trigger plugs in before anything can change the apps, so it sees
         // every change (restore included) and checks every deploy's routes.
         let plane = DataPlane::new(
             host.clone(),
             ServerLimits {
-                max_connections: self.max_connections,
+                max_connections,
                 max_in_flight: self.max_in_flight,
                 shutdown_grace: self.shutdown_grace,
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
             },
         );
 
@@ -205,7 +295,15 @@ impl ServeCommand {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let admin_api = wharf_admin::Admin::new(host.clone(), token);
+        let admin_api = wharf_admin::Admin::with_limits(
+            host.clone(),
+            token,
+            wharf_http::server::ConnLimits {
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                ..wharf_http::server::ConnLimits::admin()
+            },
+        );
         let admin_task = tokio::spawn(admin_api.clone().serve(admin, stopped(stop_rx.clone())));
 
         let failed = host.restore().await;
@@ -245,6 +343,32 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             .map_err(|e| {
                 anyhow::anyhow!("cannot create state directory `{}`: {e}", dir.display())
             })?;
+    }
+    // It holds the admin token, the artifact key, key-value data and secrets' effects:
+    // an existing directory that others can enter is tightened (or refused if it is
+    // not ours to tighten).
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read state directory `{}`: {e}", dir.display()))?;
+    if md.mode() & 0o077 != 0 {
+        if md.uid() != rustix::process::geteuid().as_raw() {
+            anyhow::bail!(
+                "state directory `{}` is accessible to other users (mode {:o}) and belongs to another user; use a private directory (--state-dir)",
+                dir.display(),
+                md.mode() & 0o777
+            );
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot make state directory `{}` private (chmod 700): {e}",
+                dir.display()
+            )
+        })?;
+        tracing::warn!(
+            "state directory `{}` was accessible to other users (mode {:o}); set it to 0700",
+            dir.display(),
+            md.mode() & 0o777
+        );
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ fn variables_from_defaults_environment_and_secrets_file() {
     .expect("write");
     let s = Server::start_with_env(
         &["--secrets-file", secrets.to_str().expect("utf8")],
-        &[("WHARF_VAR_VARS_REGION", "eu-west")],
+        &[("WHARF_VAR_VARS__REGION", "eu-west")],
     );
     let app = app_dir("vars", "1", &[("web", "/vars/...")], "");
     let manifest = std::fs::read_to_string(app.path().join("wharf.toml")).expect("read");
@@ -56,7 +56,7 @@ fn variables_from_defaults_environment_and_secrets_file() {
         stderr(&o)
     );
     assert!(
-        stderr(&o).contains("WHARF_VAR_OTHER_DB_PASSWORD"),
+        stderr(&o).contains("WHARF_VAR_OTHER__DB_PASSWORD"),
         "{}",
         stderr(&o)
     );
@@ -155,6 +155,31 @@ fn symlinks_in_mounted_directories_are_refused() {
     let r = s.admin("PUT", "/v1/apps/links", &tarball);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("unsafe path"), "{}", r.text());
+}
+
+/// Hardening class 12: a mount root that is itself a symbolic link (a cloned repository
+/// with `static -> ~/.ssh`) used to be followed and uploaded.
+#[test]
+fn a_symlinked_mount_root_is_refused_before_anything_is_uploaded() {
+    let s = Server::start(&[]);
+    let app = app_dir(
+        "rootlink",
+        "1",
+        &[("web", "/rootlink/...")],
+        "files = [{ source = \"static\", dest = \"/static\" }]",
+    );
+    let secret = tempfile::tempdir().expect("tempdir");
+    std::fs::write(secret.path().join("id_rsa"), "PRIVATE KEY").expect("write");
+    std::os::unix::fs::symlink(secret.path(), app.path().join("static")).expect("symlink");
+    let o = s.wharf(&["deploy", app.path().to_str().expect("utf8")]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("goes through the symbolic link"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing reached the server.
+    assert_eq!(s.admin("GET", "/v1/apps/rootlink", b"").status, 404);
 }
 
 fn wagi_app(name: &str, route: &str, extra: &str) -> tempfile::TempDir {
@@ -441,7 +466,22 @@ fn upstream(body: &'static str) -> (String, std::thread::JoinHandle<()>) {
 fn outbound_http_only_to_allowed_hosts() {
     let (addr, _h) = upstream("upstream says hi");
     let port = addr.rsplit(':').next().expect("port").to_string();
-    let s = Server::start(&[]);
+    // By default no manifest can reach a private address, not even listed as a literal.
+    let strict = Server::start(&[]);
+    let allowed = app_dir(
+        "allowed",
+        "1",
+        &[("web", "/ok/...")],
+        &format!("allowed_outbound_hosts = [\"http://{addr}\"]"),
+    );
+    deploy(&strict, allowed.path());
+    let r = strict.get(&format!("/ok/fetch?url=http://{addr}/x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("DestinationIpProhibited"), "{}", r.text());
+    drop(strict);
+
+    // The operator's --allow-private-outbound lets listed literals through.
+    let s = Server::start(&["--allow-private-outbound"]);
     deploy(
         &s,
         app_dir(
@@ -535,7 +575,10 @@ fn guestbook_example_uses_every_capability() {
     )
     .expect("copy");
 
-    let s = Server::start_with_env(&[], &[("WHARF_VAR_TITLE", "Visitors of the test")]);
+    let s = Server::start_with_env(
+        &["--allow-private-outbound"],
+        &[("WHARF_VAR_GUESTBOOK__TITLE", "Visitors of the test")],
+    );
     deploy(&s, d.path());
     let r = s.get("/guestbook/");
     assert_eq!(r.status, 200, "{}", r.text());

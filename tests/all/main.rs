@@ -5,6 +5,7 @@ mod cache;
 mod capabilities;
 mod compile;
 mod errors;
+mod hardening;
 mod invoke;
 mod limits;
 mod plugins;

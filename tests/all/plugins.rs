@@ -1,13 +1,14 @@
-//! Plugins: the calculator world implemented in Rust (wit-bindgen) and Python
-//! (componentize-py), called through `wharf call`, `wharf inspect`, and the admin API's
+//! Plugins: the calculator world implemented in Rust (wit-bindgen), Python
+//! (componentize-py) and JavaScript (componentize-js), called through `wharf call`, `wharf inspect`, and the admin API's
 //! invoke endpoint. (The Rust API is tested in crates/plugin/tests.)
 
 use crate::serve::{Server, deploy, http};
 use crate::*;
 
-const CALCULATORS: [(&str, &str); 2] = [
+const CALCULATORS: [(&str, &str); 3] = [
     ("rust", guests::CALCULATOR_RS),
     ("python", guests::CALCULATOR_PY),
+    ("javascript", guests::CALCULATOR_JS),
 ];
 
 #[test]

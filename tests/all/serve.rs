@@ -529,20 +529,66 @@ fn hostile_guests_fail_alone() {
     assert_eq!(s.get("/nothing/here").status, 404);
     assert_eq!(s.get("/good/hello").status, 200);
 
-    let m = http(&s.admin, "GET", "/metrics", &[], b"").text();
-    for needle in [
-        "wharf_guest_failures_total{app=\"bad\",kind=\"timeout\"}",
-        "wharf_guest_failures_total{app=\"bad\",kind=\"memory\"}",
-        "wharf_guest_failures_total{app=\"bad\",kind=\"trap\"}",
-        "wharf_guest_failures_total{app=\"bad\",kind=\"body-too-large\"}",
-        "wharf_http_requests_total{app=\"good\",status=\"200\"}",
-        "wharf_refused_requests_total{reason=\"no-route\"}",
-        "wharf_http_request_duration_seconds_bucket",
-        "wharf_instantiate_duration_seconds_bucket",
-        "wharf_active_instances",
-        "wharf_apps 2",
+    // Metrics carry the counts, not just the names (a leaking gauge must fail here).
+    let metrics = || http(&s.admin, "GET", "/metrics", &[], b"").text();
+    let value = |m: &str, series: &str| -> Option<f64> {
+        m.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    let m = metrics();
+    for (series, want) in [
+        (
+            "wharf_guest_failures_total{app=\"bad\",kind=\"timeout\"}",
+            2.0,
+        ),
+        (
+            "wharf_guest_failures_total{app=\"bad\",kind=\"memory\"}",
+            1.0,
+        ),
+        ("wharf_guest_failures_total{app=\"bad\",kind=\"trap\"}", 1.0),
+        (
+            "wharf_guest_failures_total{app=\"bad\",kind=\"body-too-large\"}",
+            1.0,
+        ),
+        (
+            "wharf_http_requests_total{app=\"good\",status=\"200\"}",
+            6.0,
+        ),
+        ("wharf_http_requests_total{app=\"bad\",status=\"200\"}", 1.0),
+        ("wharf_refused_requests_total{reason=\"no-route\"}", 1.0),
+        ("wharf_apps", 2.0),
     ] {
-        assert!(m.contains(needle), "metrics lack `{needle}`:\n{m}");
+        assert_eq!(value(&m, series), Some(want), "{series} in:\n{m}");
+    }
+    assert!(
+        m.contains("wharf_http_request_duration_seconds_bucket"),
+        "{m}"
+    );
+    assert!(
+        m.contains("wharf_instantiate_duration_seconds_bucket"),
+        "{m}"
+    );
+    // Every instance is gone once its request is over: the gauge returns to 0 (polled
+    // with a bound, since the last store is dropped just after its answer).
+    let t = Instant::now();
+    loop {
+        let m = metrics();
+        let bad = value(&m, "wharf_active_instances{app=\"bad\"}");
+        let good = value(&m, "wharf_active_instances{app=\"good\"}");
+        if bad == Some(0.0) && good == Some(0.0) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "active instances stuck at bad={bad:?} good={good:?}:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -701,6 +747,37 @@ fn in_flight_and_concurrency_caps_answer_503() {
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(first.join().expect("join").status, 200);
     assert_eq!(s.get("/cap/hello").status, 200);
+
+    // The server-wide in-flight cap: two slow requests to another app fill it, and a
+    // third request (to any app) is refused with `busy` until they finish.
+    deploy(&s, app_dir("wide", "1", &[("web", "/wide/...")], "").path());
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = s.data.clone();
+            std::thread::spawn(move || http(&addr, "GET", "/wide/sleep?ms=1500", &[], b""))
+        })
+        .collect();
+    let t = Instant::now();
+    loop {
+        let m = http(&s.admin, "GET", "/metrics", &[], b"").text();
+        if m.lines()
+            .any(|l| l == "wharf_active_instances{app=\"wide\"} 2")
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the slow requests never ran:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = s.get("/cap/hello");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-wharf-error"), Some("busy"));
+    for h in slow {
+        assert_eq!(h.join().expect("join").status, 200);
+    }
+    assert_eq!(s.get("/cap/hello").status, 200);
 }
 
 #[test]
@@ -775,9 +852,15 @@ fn kill_9_during_deploys_leaves_a_whole_version() {
             .collect();
         let admin = s.admin.clone();
         let token = s.token();
+        let names: Vec<String> = (0..6)
+            .map(|i| format!("{}", 100 * (round + 1) + i))
+            .collect();
         let bundles: Vec<Vec<u8>> = versions.iter().map(|d| bundle(d.path())).collect();
+        // The deployer reports which versions the server acknowledged, and whether the
+        // kill cut its stream short (so a deploy was in flight or still to come).
         let deployer = std::thread::spawn(move || {
-            for b in bundles {
+            let mut acked = Vec::new();
+            for (b, name) in bundles.iter().zip(&names) {
                 let auth = format!("Bearer {token}");
                 // The connection dies with the server; that is the point.
                 let r = std::panic::catch_unwind(|| {
@@ -786,22 +869,50 @@ fn kill_9_during_deploys_leaves_a_whole_version() {
                         "PUT",
                         "/v1/apps/crash",
                         &[("authorization", &auth)],
-                        &b,
+                        b,
                     )
                 });
-                if r.is_err() {
-                    break;
+                match r {
+                    Ok(resp) if resp.status == 200 || resp.status == 201 => {
+                        acked.push(name.clone())
+                    }
+                    Ok(resp) => panic!("deploy of {name} refused: {} {}", resp.status, resp.text()),
+                    Err(_) => return (acked, true),
                 }
             }
+            (acked, false)
         });
-        std::thread::sleep(Duration::from_millis(30 + 45 * round));
+        // Kill once the first deploy of this round has been acknowledged, so the kill
+        // lands while later deploys are in flight.
+        let t = Instant::now();
+        loop {
+            let r = s.get("/crash/hello");
+            if r.header("x-version") == Some(&*format!("{}", 100 * (round + 1))) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "round {round}: first deploy never landed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(15 * round));
         s.child.kill().expect("kill -9");
         let _ = s.child.wait();
-        let _ = deployer.join();
+        let (acked, interrupted) = deployer.join().expect("deployer");
+        assert!(
+            interrupted,
+            "round {round}: every deploy finished before the kill"
+        );
+        let last_acked = acked
+            .last()
+            .cloned()
+            .expect("the first deploy was acknowledged");
         drop(s);
 
-        // After a restart the app is whole: its recorded version serves, and it
-        // matches what the admin API reports.
+        // After a restart the app is whole: its version is the last acknowledged one or
+        // the one in flight after it (never an older one: acknowledged deploys are
+        // durable), it serves, and the admin API agrees.
         let s = Server::start_in(&state, &[]);
         let info = s.admin("GET", "/v1/apps/crash", b"");
         assert_eq!(info.status, 200, "round {round}: {}", info.text());
@@ -809,6 +920,11 @@ fn kill_9_during_deploys_leaves_a_whole_version() {
             .as_str()
             .expect("version")
             .to_string();
+        let in_flight = format!("{}", last_acked.parse::<u64>().expect("number") + 1);
+        assert!(
+            version == last_acked || version == in_flight,
+            "round {round}: version {version} after acknowledged {acked:?}"
+        );
         let r = s.get("/crash/hello");
         assert_eq!(r.status, 200, "round {round}: {}", r.text());
         assert_eq!(

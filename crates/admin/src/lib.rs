@@ -41,8 +41,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use wharf_http::server::{ConnLimits, Connections};
 use wharf_runtime::{DeployError, DeployMode, Runtime};
 
 use crate::api::{
@@ -61,6 +61,20 @@ impl AdminToken {
         use std::os::unix::fs::OpenOptionsExt;
         match std::fs::read_to_string(path) {
             Ok(t) => {
+                use std::os::unix::fs::MetadataExt;
+                // Like ssh with a private key: a token others can read is not a secret.
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read admin token file `{}`: {e}", path.display())
+                    })?
+                    .mode();
+                anyhow::ensure!(
+                    mode & 0o077 == 0,
+                    "admin token file `{}` can be read by other users (mode {:o}); run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
                 let t = t.trim().to_string();
                 anyhow::ensure!(
                     t.len() >= 16,
@@ -115,17 +129,24 @@ pub struct Admin {
     host: Arc<Runtime>,
     token: AdminToken,
     ready: AtomicBool,
+    limits: ConnLimits,
 }
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 impl Admin {
-    /// An admin API over `host`.
+    /// An admin API over `host`, with the default connection cap (64) and timeouts.
     pub fn new(host: Arc<Runtime>, token: AdminToken) -> Arc<Admin> {
+        Admin::with_limits(host, token, ConnLimits::admin())
+    }
+
+    /// An admin API over `host` whose listener has these connection cap and timeouts.
+    pub fn with_limits(host: Arc<Runtime>, token: AdminToken, limits: ConnLimits) -> Arc<Admin> {
         Arc::new(Admin {
             host,
             token,
             ready: AtomicBool::new(false),
+            limits,
         })
     }
 
@@ -140,7 +161,8 @@ impl Admin {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Capped, with header-read and idle timeouts, like the data plane's listener.
+        let conns = Connections::new(self.limits);
         tokio::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -155,19 +177,17 @@ impl Admin {
                 },
             };
             let this = self.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let this = this.clone();
-                async move { Ok::<_, Infallible>(this.handle(req).await) }
-            });
-            let conn = graceful.watch(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
+            conns.serve(
+                stream,
+                move |req| {
+                    let this = this.clone();
+                    async move { this.handle(req).await }
+                },
+                || tracing::warn!("admin API: connection refused, at its connection cap"),
             );
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+        drop(listener);
+        conns.shutdown(std::time::Duration::from_secs(5)).await;
     }
 
     /// Answers one admin request.

@@ -121,6 +121,12 @@ fn precompile(engine: &wasmtime::Engine, kind: ArtifactKind, wasm: &[u8]) -> Res
     r.map_err(anyhow::Error::from)
 }
 
+/// What the worker prints on stdout once it has started and is about to compile.
+const READY_LINE: &str = "wharf-compile-worker: ready";
+
+/// How long the worker may take to start (process, input, engine) before compiling.
+const WORKER_STARTUP: Duration = Duration::from_secs(60);
+
 #[allow(clippy::too_many_arguments)]
 fn compile_in_child(
     program: &Path,
@@ -157,10 +163,18 @@ fn compile_in_child(
         // A child that dies early closes its stdin; its exit status tells why.
         let _ = stdin.write_all(&input);
     });
-    let mut stdout = child.stdout.take().context("compile worker stdout")?;
+    let stdout = child.stdout.take().context("compile worker stdout")?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line == READY_LINE {
+                let _ = ready_tx.send(());
+            } else {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
         s
     });
     let stderr = child.stderr.take().context("compile worker stderr")?;
@@ -170,6 +184,18 @@ fn compile_in_child(
         s
     });
 
+    // Start-up (process start, reading the input, building the engine) has its own
+    // bound; the compile bound starts when the worker says it is ready. A worker that
+    // exits before that (a bad input, a failed rlimit) is handled by its status below.
+    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ready_rx.recv_timeout(WORKER_STARTUP) {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = writer.join();
+        return Err(WharfError::Internal(anyhow::anyhow!(
+            "the compile worker did not start within {}; the machine may be overloaded",
+            humanize(WORKER_STARTUP)
+        )));
+    }
     let status = child
         .wait_timeout(timeout)
         .context("waiting for the compile worker")?;
@@ -312,6 +338,10 @@ pub fn worker_main(args: WorkerArgs) -> i32 {
             .context("reading the input")?;
         let engine = WharfEngine::for_compiling(&options)?;
         let compat = hex::encode(compatibility_key(&engine));
+        // Tell the parent that start-up is over: its --compile-timeout counts from
+        // here, so a slow process start never passes for a slow compile.
+        println!("{READY_LINE}");
+        std::io::stdout().flush().context("signalling readiness")?;
         let bytes = precompile(&engine, kind, &wasm).map_err(CompileFailed)?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)

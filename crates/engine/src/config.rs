@@ -30,6 +30,26 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// traps with "call stack exhausted").
 pub const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
 
+/// Instance slots `wharf serve` pools by default (`--pool-instances`).
+pub const DEFAULT_SERVER_POOL_INSTANCES: u32 = 1000;
+
+/// Core instances one component instance may hold, and the pool's core-instance budget
+/// per instance slot. componentize-py components make 14 to 32 (one per bundled
+/// library, adapter and shim); the budget is only a counter, so it is generous.
+pub const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+/// Linear memories one component instance may hold, and the pool's memory budget per
+/// instance slot (real components have 1 or 2; componentize-py and -js have 1). Each
+/// pooled memory reserves `4 GiB + 32 MiB` of address space (not memory): 1000 slots
+/// reserve about 16 TiB of the 128 TiB a 64-bit Linux process can address, which
+/// the pooling probe checks before choosing the pool.
+pub const MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables one component instance may hold, and the pool's table budget per slot
+/// (componentize-py has 2). A pooled table is `POOL_TABLE_ELEMENTS × 8` bytes (800 KB)
+/// of reserved, lazily committed memory: 6.4 GB of reservation for 1000 slots.
+pub const TABLES_PER_COMPONENT: u32 = 8;
+/// Elements of a pooled table.
+pub const POOL_TABLE_ELEMENTS: usize = 100_000;
+
 /// Which instance allocator to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -78,6 +98,19 @@ impl Default for EngineOptions {
             pool_max_memory_size: 4 << 30,
             pool_keep_resident: 0,
             pool_pagemap_scan: false,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The defaults of `wharf serve`: a [`DEFAULT_SERVER_POOL_INSTANCES`]-slot pool
+    /// with 2 MiB kept resident per warm slot and `PAGEMAP_SCAN` when available.
+    pub fn server_default() -> EngineOptions {
+        EngineOptions {
+            pool_instances: DEFAULT_SERVER_POOL_INSTANCES,
+            pool_keep_resident: 2 << 20,
+            pool_pagemap_scan: true,
+            ..EngineOptions::default()
         }
     }
 }
@@ -236,20 +269,23 @@ fn build_engine(options: &EngineOptions) -> Result<(Engine, AllocatorUsed)> {
 fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
     let n = options.pool_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
-    // A component instance may hold several core instances, memories and tables; allow
-    // a few of each per instance slot.
+    // Every sub-budget is the per-component maximum times the instance slots, so the
+    // pool runs out per instance slot and never per hidden core-instance, memory or
+    // table budget (a componentize-py component holds 32 core instances; with 4 per
+    // slot the pool ran dry after 125 of them). A component needing more than the
+    // per-component maxima is refused when it is loaded, not at its 126th request.
     pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(4))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(4))
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
         .total_stacks(n)
         .max_memory_size(usize::try_from(options.pool_max_memory_size).unwrap_or(usize::MAX))
-        .max_memories_per_component(8)
-        .max_memories_per_module(4)
-        .max_tables_per_module(4)
-        .max_tables_per_component(16)
-        .max_core_instances_per_component(32)
-        .table_elements(100_000)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_memories_per_module(MEMORIES_PER_COMPONENT)
+        .max_tables_per_module(TABLES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .table_elements(POOL_TABLE_ELEMENTS)
         .max_unused_warm_slots(n.min(100))
         .linear_memory_keep_resident(options.pool_keep_resident)
         .table_keep_resident(options.pool_keep_resident.min(64 << 10))
@@ -265,7 +301,7 @@ fn pooling_config(options: &EngineOptions) -> PoolingAllocationConfig {
 /// memory slot reserves `memory_reservation + guard`. Probed with one `PROT_NONE`
 /// mapping that is released at once.
 fn pooling_supported(options: &EngineOptions) -> bool {
-    let slots = u64::from(options.pool_instances.max(1)) * 2;
+    let slots = u64::from(options.pool_instances.max(1)) * u64::from(MEMORIES_PER_COMPONENT);
     let per_slot: u64 = (4 << 30) + (32 << 20);
     let Some(total) = slots.checked_mul(per_slot) else {
         return false;

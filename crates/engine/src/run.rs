@@ -299,7 +299,7 @@ async fn run_module(
     let data = P1Data {
         wasi: wasi.build_p1(),
         limiter: TotalMemoryLimiter::new(opts.limits.max_memory),
-        deadline: opts.limits.timeout.map(|t| Instant::now() + t),
+        deadline: opts.limits.timeout.and_then(crate::limits::deadline_after),
     };
     let mut store = match limited_store(engine, data, &opts.limits) {
         Ok(s) => s,
@@ -496,7 +496,7 @@ async fn run_component(
         ctx: wasi.build(),
         table: ResourceTable::new(),
         limiter: TotalMemoryLimiter::new(opts.limits.max_memory),
-        deadline: opts.limits.timeout.map(|t| Instant::now() + t),
+        deadline: opts.limits.timeout.and_then(crate::limits::deadline_after),
     };
     let mut store = match limited_store(engine, data, &opts.limits) {
         Ok(s) => s,

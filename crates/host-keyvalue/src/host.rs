@@ -1,5 +1,6 @@
 //! The `wasi:keyvalue` host layer: `store`, `atomics` and `batch` over a [`KvBackend`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use wharf_engine::wasmtime;
@@ -60,6 +61,11 @@ pub struct KvCtx {
     app: String,
     granted: Vec<String>,
     limits: KvLimits,
+    /// `list-keys` cursors handed out: token → (namespace, last key returned). The
+    /// interface's cursor is a `u64`, and keyset pagination needs a key, so the token
+    /// stands for it; tokens are valid in the store (instance) that issued them.
+    cursors: VecDeque<(u64, Namespace, String)>,
+    next_cursor: u64,
 }
 
 impl std::fmt::Debug for KvCtx {
@@ -86,6 +92,8 @@ impl KvCtx {
             app: app.to_owned(),
             granted: granted_stores.to_vec(),
             limits,
+            cursors: VecDeque::new(),
+            next_cursor: 1,
         }
     }
 
@@ -97,6 +105,8 @@ impl KvCtx {
             app: app.to_owned(),
             granted: Vec::new(),
             limits: KvLimits::default(),
+            cursors: VecDeque::new(),
+            next_cursor: 1,
         }
     }
 
@@ -120,6 +130,31 @@ impl KvCtx {
             )));
         }
         Ok(())
+    }
+
+    /// The key a `list-keys` cursor of `ns` stands for.
+    fn cursor_key(&self, ns: &Namespace, token: u64) -> Result<String, Error> {
+        self.cursors
+            .iter()
+            .find(|(t, n, _)| *t == token && n == ns)
+            .map(|(_, _, key)| key.clone())
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "list-keys: unknown cursor {token}; a cursor is valid only in the instance that received it, for the same bucket, and only the last {} are kept",
+                    self.limits.max_cursors
+                ))
+            })
+    }
+
+    /// A token for the cursor `(ns, last)`.
+    fn new_cursor(&mut self, ns: Namespace, last: String) -> u64 {
+        let token = self.next_cursor;
+        self.next_cursor = self.next_cursor.wrapping_add(1).max(1);
+        while self.cursors.len() >= self.limits.max_cursors.max(1) {
+            self.cursors.pop_front();
+        }
+        self.cursors.push_back((token, ns, last));
+        token
     }
 
     fn check_batch(&self, len: usize) -> Result<(), Error> {
@@ -180,7 +215,7 @@ impl store::Host for KvView<'_> {
         if !self.ctx.granted.contains(&identifier) {
             tracing::info!(
                 app = %self.ctx.app,
-                store = %identifier,
+                store = ?identifier,
                 "key-value store not granted to this component; access denied"
             );
             return Err(Error::AccessDenied);
@@ -221,7 +256,9 @@ impl store::HostBucket for KvView<'_> {
         self.ctx.check_key(&key)?;
         self.ctx.check_value(&value)?;
         let (backend, ns) = self.bucket(&bucket)?;
-        Ok(backend.set(&ns, &key, &value).await?)
+        Ok(backend
+            .set(&ns, &key, &value, &self.ctx.limits.quota)
+            .await?)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), Error> {
@@ -242,7 +279,12 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, Error> {
         let (backend, ns) = self.bucket(&bucket)?;
-        let (keys, cursor) = backend.list_keys(&ns, cursor, LIST_PAGE).await?;
+        let after = match cursor {
+            Some(token) => Some(self.ctx.cursor_key(&ns, token)?),
+            None => None,
+        };
+        let (keys, next) = backend.list_keys(&ns, after.as_deref(), LIST_PAGE).await?;
+        let cursor = next.map(|last| self.ctx.new_cursor(ns, last));
         Ok(store::KeyResponse { keys, cursor })
     }
 
@@ -261,7 +303,9 @@ impl atomics::Host for KvView<'_> {
     ) -> Result<u64, Error> {
         self.ctx.check_key(&key)?;
         let (backend, ns) = self.bucket(&bucket)?;
-        Ok(backend.increment(&ns, &key, delta).await?)
+        Ok(backend
+            .increment(&ns, &key, delta, &self.ctx.limits.quota)
+            .await?)
     }
 }
 
@@ -276,7 +320,9 @@ impl batch::Host for KvView<'_> {
             self.ctx.check_key(key)?;
         }
         let (backend, ns) = self.bucket(&bucket)?;
-        Ok(backend.get_many(&ns, &keys).await?)
+        Ok(backend
+            .get_many(&ns, &keys, self.ctx.limits.max_batch_bytes)
+            .await?)
     }
 
     async fn set_many(
@@ -290,7 +336,9 @@ impl batch::Host for KvView<'_> {
             self.ctx.check_value(value)?;
         }
         let (backend, ns) = self.bucket(&bucket)?;
-        Ok(backend.set_many(&ns, &key_values).await?)
+        Ok(backend
+            .set_many(&ns, &key_values, &self.ctx.limits.quota)
+            .await?)
     }
 
     async fn delete_many(

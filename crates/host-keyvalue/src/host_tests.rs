@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::KvQuota;
 use atomics::Host as _;
 use batch::Host as _;
 use store::{Host as _, HostBucket as _};
@@ -20,7 +21,7 @@ impl KvBackend for BrokenBackend {
     async fn get(&self, _: &Namespace, _: &str) -> Result<Option<Vec<u8>>, KvError> {
         broken()
     }
-    async fn set(&self, _: &Namespace, _: &str, _: &[u8]) -> Result<(), KvError> {
+    async fn set(&self, _: &Namespace, _: &str, _: &[u8], _: &KvQuota) -> Result<(), KvError> {
         broken()
     }
     async fn delete(&self, _: &Namespace, _: &str) -> Result<(), KvError> {
@@ -32,25 +33,34 @@ impl KvBackend for BrokenBackend {
     async fn list_keys(
         &self,
         _: &Namespace,
-        _: Option<u64>,
+        _: Option<&str>,
         _: usize,
-    ) -> Result<(Vec<String>, Option<u64>), KvError> {
+    ) -> Result<(Vec<String>, Option<String>), KvError> {
         broken()
     }
-    async fn increment(&self, _: &Namespace, _: &str, _: u64) -> Result<u64, KvError> {
+    async fn increment(&self, _: &Namespace, _: &str, _: u64, _: &KvQuota) -> Result<u64, KvError> {
         broken()
     }
     async fn get_many(
         &self,
         _: &Namespace,
         _: &[String],
+        _: u64,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         broken()
     }
-    async fn set_many(&self, _: &Namespace, _: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+    async fn set_many(
+        &self,
+        _: &Namespace,
+        _: &[(String, Vec<u8>)],
+        _: &KvQuota,
+    ) -> Result<(), KvError> {
         broken()
     }
     async fn delete_many(&self, _: &Namespace, _: &[String]) -> Result<(), KvError> {
+        broken()
+    }
+    async fn usage(&self, _: &str) -> Result<crate::KvUsage, KvError> {
         broken()
     }
 }
@@ -269,6 +279,7 @@ async fn keys_values_and_batches_are_bounded() {
         max_key_bytes: 8,
         max_value_bytes: 16,
         max_batch: 3,
+        ..KvLimits::default()
     };
     let mut guest = Guest::new(kv, "app", &["s"], limits);
     let b = guest.open("s").await;
@@ -465,4 +476,135 @@ fn add_to_linker_defines_the_three_interfaces() {
         table: &mut d.table,
     });
     assert!(again.is_err());
+}
+
+#[tokio::test]
+async fn get_many_of_one_large_key_repeated_is_capped() {
+    // The case: one large value asked for 1,000 times would make the host
+    // allocate 1,000 copies. The default cap is 16 MiB per call.
+    let (_dir, kv) = sqlite();
+    let mut guest = Guest::new(kv, "app", &["s"], KvLimits::default());
+    let b = guest.open("s").await;
+    let mut view = guest.view();
+    assert!(
+        view.set(borrow(&b), "big".into(), vec![1; 64 * 1024])
+            .await
+            .is_ok()
+    );
+    let keys = vec!["big".to_string(); 1000];
+    let r = view.get_many(borrow(&b), keys).await;
+    let msg = expect_other(&mut view, r);
+    assert!(
+        msg.contains("65536000 bytes") && msg.contains("cap of 16777216 bytes"),
+        "{msg}"
+    );
+    // 256 of them fit exactly.
+    let r = view
+        .get_many(borrow(&b), vec!["big".to_string(); 256])
+        .await;
+    assert!(matches!(r, Ok(v) if v.len() == 256));
+}
+
+#[tokio::test]
+async fn app_quota_is_enforced_and_named() {
+    let (_dir, kv) = sqlite();
+    let limits = KvLimits {
+        quota: KvQuota {
+            max_keys: 2,
+            max_bytes: 1 << 20,
+        },
+        ..KvLimits::default()
+    };
+    let mut guest = Guest::new(kv, "app", &["s", "t"], limits);
+    let s = guest.open("s").await;
+    let t = guest.open("t").await;
+    let mut view = guest.view();
+    assert!(view.set(borrow(&s), "a".into(), vec![]).await.is_ok());
+    assert!(view.increment(borrow(&t), "b".into(), 1).await.is_ok());
+    let r = view.set(borrow(&t), "c".into(), vec![]).await;
+    let msg = expect_other(&mut view, r);
+    assert!(msg.contains("quota of 2 keys"), "{msg}");
+    let r = view.increment(borrow(&s), "c".into(), 1).await;
+    assert!(expect_other(&mut view, r).contains("quota of 2 keys"));
+    let r = view
+        .set_many(borrow(&s), vec![("c".into(), vec![]), ("d".into(), vec![])])
+        .await;
+    assert!(expect_other(&mut view, r).contains("quota of 2 keys"));
+    assert!(matches!(
+        view.exists(borrow(&s), "c".into()).await,
+        Ok(false)
+    ));
+}
+
+#[tokio::test]
+async fn list_keys_cursors_are_keysets_bound_to_their_bucket() {
+    let (_dir, kv) = sqlite();
+    let limits = KvLimits {
+        max_cursors: 2,
+        ..KvLimits::default()
+    };
+    let mut guest = Guest::new(kv, "app", &["s", "t"], limits);
+    let s = guest.open("s").await;
+    let t = guest.open("t").await;
+    let mut view = guest.view();
+    let items: Vec<(String, Vec<u8>)> = (0..150).map(|i| (format!("k{i:03}"), vec![])).collect();
+    assert!(view.set_many(borrow(&s), items.clone()).await.is_ok());
+    assert!(view.set_many(borrow(&t), items).await.is_ok());
+    let first = match view.list_keys(borrow(&s), None).await {
+        Ok(r) => r,
+        Err(e) => panic!("list-keys: {:?}", guest_error(&mut view, e)),
+    };
+    let Some(cursor) = first.cursor else {
+        panic!("no cursor")
+    };
+    // Keys deleted before the cursor do not shift the next page (OFFSET would).
+    assert!(
+        view.delete_many(borrow(&s), vec!["k000".into(), "k001".into()])
+            .await
+            .is_ok()
+    );
+    match view.list_keys(borrow(&s), Some(cursor)).await {
+        Ok(r) => {
+            assert_eq!(r.keys.first().map(String::as_str), Some("k100"));
+            assert_eq!(r.keys.len(), 50);
+        }
+        Err(e) => panic!("page 2: {:?}", guest_error(&mut view, e)),
+    }
+    // Another bucket's, an unknown and a forgotten cursor are errors, never traps.
+    let r = view.list_keys(borrow(&t), Some(cursor)).await;
+    assert!(expect_other(&mut view, r).contains("unknown cursor"));
+    let r = view.list_keys(borrow(&s), Some(u64::MAX)).await;
+    assert!(expect_other(&mut view, r).contains("unknown cursor"));
+    for _ in 0..2 {
+        assert!(view.list_keys(borrow(&t), None).await.is_ok());
+    }
+    let r = view.list_keys(borrow(&s), Some(cursor)).await;
+    assert!(expect_other(&mut view, r).contains("unknown cursor"));
+}
+
+#[tokio::test]
+async fn hostile_sizes_and_numbers_are_errors_not_panics() {
+    let (_dir, kv) = sqlite();
+    let mut guest = Guest::new(kv, "app", &["s"], KvLimits::default());
+    let b = guest.open("s").await;
+    let mut view = guest.view();
+    // A key of exactly 256 bytes of 2-byte characters, and one byte more.
+    assert!(view.set(borrow(&b), "é".repeat(128), vec![]).await.is_ok());
+    let r = view
+        .set(borrow(&b), format!("{}x", "é".repeat(128)), vec![])
+        .await;
+    assert_eq!(
+        expect_other(&mut view, r),
+        "key is 257 bytes; the limit is 256"
+    );
+    // u64::MAX deltas overflow into an error naming the key.
+    assert!(matches!(
+        view.increment(borrow(&b), "n".into(), u64::MAX).await,
+        Ok(u64::MAX)
+    ));
+    let r = view.increment(borrow(&b), "n".into(), u64::MAX).await;
+    assert!(expect_other(&mut view, r).contains("would overflow"));
+    // Empty batches and keys.
+    assert!(matches!(view.get_many(borrow(&b), vec![]).await, Ok(v) if v.is_empty()));
+    assert!(view.set(borrow(&b), String::new(), vec![]).await.is_ok());
 }

@@ -129,7 +129,8 @@ impl LogStream {
     }
 
     fn emit(&self, line: String) {
-        tracing::debug!(app = %self.app, component = %self.component, stream = self.stream, "{line}");
+        // Escaped: guest text must not forge lines in the server's own log.
+        tracing::debug!(app = %self.app, component = %self.component, stream = self.stream, "{}", line.escape_debug());
         self.logs.push(LogLine {
             ts_ms: now_ms(),
             stream: self.stream,

@@ -29,6 +29,9 @@ mod bindings {
 }
 use bindings::wasi::logging::logging as wasi_logging;
 
+/// The most bytes of a `wasi:logging` context kept in a line.
+pub const MAX_CONTEXT: usize = 256;
+
 /// Cuts `s` to at most `max` bytes, at a character boundary (never panics).
 pub fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() <= max {
@@ -87,6 +90,11 @@ impl wasi_logging::Host for LoggingCtx {
             Level::Error => "error",
             Level::Critical => "critical",
         };
+        // Both parts are cut before they are joined: no copy of an oversized message,
+        // and a long context cannot push the message out of the line.
+        let (mut context, mut message) = (context, message);
+        truncate_utf8(&mut context, MAX_CONTEXT);
+        truncate_utf8(&mut message, MAX_LINE);
         let mut line = if context.is_empty() {
             message
         } else {
@@ -133,6 +141,21 @@ mod tests {
         assert_eq!(lines[0].line.len(), MAX_LINE - 1);
         assert!(lines[0].line.chars().all(|c| c == 'x'));
         assert_eq!(lines[0].stream, "info");
+    }
+
+    #[test]
+    fn long_multibyte_context_does_not_hide_the_message() {
+        let logs = Arc::new(AppLogs::default());
+        let mut ctx = LoggingCtx::new(logs.clone(), "a".into(), "c".into());
+        // 3-byte characters: no cut at MAX_CONTEXT or MAX_LINE falls on a boundary.
+        let context = "€".repeat(MAX_LINE);
+        let message = format!("hello {}", "€".repeat(MAX_LINE));
+        wasi_logging::Host::log(&mut ctx, wasi_logging::Level::Warn, context, message);
+        let (lines, _) = logs.tail(1);
+        let line = &lines[0].line;
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert!(line.contains("] hello €"), "the message was cut off");
+        assert!(line.starts_with('[') && line.len() > MAX_CONTEXT);
     }
 
     #[test]

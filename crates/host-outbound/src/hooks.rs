@@ -22,6 +22,56 @@ use crate::body::LimitedBody;
 use crate::ip::is_non_public;
 use crate::tls;
 
+/// How many DNS lookups of the system resolver may run at once in the whole process.
+///
+/// Lookups (`getaddrinfo`) block a thread of tokio's blocking pool, which file,
+/// key-value and deploy work of every app share; a permit is held until the lookup
+/// really returns (not merely until the guest's request times out), so a slow
+/// resolver can occupy at most this many blocking threads. A lookup waiting for a
+/// permit counts against the request's connect timeout.
+pub const MAX_CONCURRENT_LOOKUPS: usize = 8;
+
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_LOOKUPS);
+
+/// A boxed future of the [`Network`] trait.
+pub type NetFuture<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
+
+/// How the client resolves names and opens TCP connections. [`SystemNetwork`] is the
+/// real one; tests inject their own (e.g. a name that resolves to both public and
+/// private addresses).
+pub trait Network: Send + Sync + std::fmt::Debug + 'static {
+    /// The addresses of `host` (a DNS name, never an IP literal), with `port`.
+    fn resolve(&self, host: &str, port: u16) -> NetFuture<Vec<SocketAddr>>;
+    /// A TCP connection to `addr`, which has been vetted.
+    fn connect(&self, addr: SocketAddr) -> NetFuture<TcpStream> {
+        Box::pin(TcpStream::connect(addr))
+    }
+}
+
+/// The system resolver (bounded by [`MAX_CONCURRENT_LOOKUPS`]) and plain TCP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemNetwork;
+
+impl Network for SystemNetwork {
+    fn resolve(&self, host: &str, port: u16) -> NetFuture<Vec<SocketAddr>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            let permit = LOOKUPS
+                .acquire()
+                .await
+                .map_err(|_| io::Error::other("the DNS lookup limiter is closed"))?;
+            tokio::task::spawn_blocking(move || {
+                // Held until getaddrinfo returns, even when the caller gave up.
+                let _permit = permit;
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map(Iterator::collect)
+            })
+            .await
+            .map_err(io::Error::other)?
+        })
+    }
+}
+
 /// What a component may do with outbound HTTP, shared by all its stores.
 #[derive(Clone, Debug)]
 pub struct OutboundPolicy {
@@ -38,11 +88,20 @@ pub struct OutboundPolicy {
     /// connect, TLS, sending the request, first byte), and also the longest pause between
     /// two frames of the response body. Default 30 s.
     pub total_timeout: Duration,
+    /// Server-level: whether non-public destinations (loopback, private, link-local,
+    /// ...; see [`is_non_public`]) may be reached at all. Even when true, only an IP
+    /// literal listed exactly in `allowed_outbound_hosts` (e.g. `http://10.0.0.5:8080`)
+    /// reaches one; a name (even `localhost`, even listed exactly) or a wildcard never
+    /// does, whatever DNS says. Default false: every non-public address is refused with
+    /// `destination-IP-prohibited`.
+    pub allow_private: bool,
+    /// How names are resolved and connections opened. Default [`SystemNetwork`].
+    pub network: Arc<dyn Network>,
 }
 
 impl OutboundPolicy {
     /// A policy for `allowed` with the default limits (10 requests, 10 MiB, 10 s to
-    /// connect, 30 s to the response head).
+    /// connect, 30 s to the response head) and no private destinations.
     pub fn new(allowed: AllowedHosts) -> OutboundPolicy {
         OutboundPolicy {
             allowed,
@@ -50,6 +109,8 @@ impl OutboundPolicy {
             max_response_bytes: 10 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(30),
+            allow_private: false,
+            network: Arc::new(SystemNetwork),
         }
     }
 }
@@ -312,7 +373,7 @@ async fn send_vetted(
         Some(ip) => vec![SocketAddr::new(ip, target.port)],
         None => {
             let until = deadline_after(connect_timeout).min(deadline);
-            let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+            let lookup = policy.network.resolve(&target.host, target.port);
             match tokio::time::timeout_at(until, lookup).await {
                 Err(_) => return Err(Error::DnsTimeout),
                 Ok(Err(e)) => {
@@ -321,7 +382,7 @@ async fn send_vetted(
                         info_code: None,
                     });
                 }
-                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Ok(addrs)) => addrs,
             }
         }
     };
@@ -331,38 +392,38 @@ async fn send_vetted(
             info_code: None,
         });
     }
-    let (vetted, dropped): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
-        .into_iter()
-        .partition(|addr| grant.explicit || !is_non_public(addr.ip()));
+    let literal_listed = target.ip.is_some() && grant.explicit;
+    let (vetted, dropped) = vet(resolved, literal_listed, policy.allow_private);
     if vetted.is_empty() {
         let dropped: Vec<String> = dropped.iter().map(|a| a.ip().to_string()).collect();
-        ctx.refuse(
-            &target.log_url,
-            &format!(
-                "`{}` is allowed only through a wildcard entry and resolves only to \
-                 non-public addresses ({}); list it explicitly to allow it",
+        let why = if target.ip.is_none() {
+            format!(
+                "`{}` resolves only to non-public addresses ({}); a name never reaches one",
                 target.host,
                 dropped.join(", ")
-            ),
-        );
+            )
+        } else if !grant.explicit {
+            format!(
+                "`{}` is a non-public address reached through a wildcard entry",
+                target.host
+            )
+        } else {
+            format!(
+                "`{}` is a non-public address and this server does not allow private \
+                 destinations",
+                target.host
+            )
+        };
+        ctx.refuse(&target.log_url, &why);
         return Err(Error::DestinationIpProhibited);
     }
-    if !dropped.is_empty() {
-        tracing::debug!(
-            app = %ctx.app,
-            component = %ctx.component,
-            url = %target.log_url,
-            ?dropped,
-            "outbound HTTP: skipping non-public addresses"
-        );
-    }
-
     // (4) Connect to a vetted address (never resolving again), then TLS.
     let until = deadline_after(connect_timeout).min(deadline);
-    let stream = match tokio::time::timeout_at(until, connect(target, &vetted)).await {
-        Err(_) => return Err(Error::ConnectionTimeout),
-        Ok(stream) => stream?,
-    };
+    let stream =
+        match tokio::time::timeout_at(until, connect(&*policy.network, target, &vetted)).await {
+            Err(_) => return Err(Error::ConnectionTimeout),
+            Ok(stream) => stream?,
+        };
 
     // (5) HTTP/1.1: origin-form request target, `Host` from the checked URI.
     let (mut sender, conn) =
@@ -424,12 +485,29 @@ async fn send_vetted(
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
+/// Splits `resolved` into the addresses the request may connect to and the rest: a
+/// public address always passes; a non-public one only when it was listed exactly as
+/// an IP literal (`literal_listed`) and the server allows private destinations.
+fn vet(
+    resolved: Vec<SocketAddr>,
+    literal_listed: bool,
+    allow_private: bool,
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    resolved
+        .into_iter()
+        .partition(|addr| !is_non_public(addr.ip()) || (literal_listed && allow_private))
+}
+
 /// Opens a TCP connection to the first vetted address that accepts, then TLS for https.
-async fn connect(target: &Target, vetted: &[SocketAddr]) -> Result<Box<dyn Stream>, Error> {
+async fn connect(
+    network: &dyn Network,
+    target: &Target,
+    vetted: &[SocketAddr],
+) -> Result<Box<dyn Stream>, Error> {
     let mut last = None;
     let mut tcp = None;
-    for addr in vetted {
-        match TcpStream::connect(addr).await {
+    for &addr in vetted {
+        match network.connect(addr).await {
             Ok(stream) => {
                 tcp = Some(stream);
                 break;
@@ -471,5 +549,53 @@ fn connect_error(err: Option<io::Error>) -> Error {
         | io::ErrorKind::NetworkUnreachable
         | io::ErrorKind::AddrNotAvailable => Error::DestinationUnavailable,
         _ => Error::Connect(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter()
+            .map(|a| a.parse().expect("socket address"))
+            .collect()
+    }
+
+    #[test]
+    fn vetting_keeps_only_public_addresses_unless_a_literal_is_allowed() {
+        let mixed = addrs(&[
+            "127.0.0.1:80",
+            "93.184.216.34:80",
+            "[::1]:80",
+            "169.254.169.254:80",
+        ]);
+        for (literal, allow) in [(false, false), (false, true), (true, false)] {
+            let (vetted, dropped) = vet(mixed.clone(), literal, allow);
+            assert_eq!(vetted, addrs(&["93.184.216.34:80"]), "{literal} {allow}");
+            assert_eq!(dropped.len(), 3);
+        }
+        let (vetted, dropped) = vet(mixed.clone(), true, true);
+        assert_eq!(vetted, mixed);
+        assert!(dropped.is_empty());
+    }
+
+    #[tokio::test]
+    async fn lookups_wait_for_a_permit_within_the_connect_timeout() {
+        // Every permit taken, as by lookups stuck in a slow resolver: a new lookup must
+        // not start another blocking thread, and times out as a DNS timeout.
+        let held = LOOKUPS
+            .acquire_many(MAX_CONCURRENT_LOOKUPS as u32)
+            .await
+            .expect("semaphore open");
+        let lookup = SystemNetwork.resolve("localhost", 80);
+        let r = tokio::time::timeout(Duration::from_millis(200), lookup).await;
+        assert!(r.is_err(), "the lookup ran without a permit: {r:?}");
+        drop(held);
+        let addrs = SystemNetwork
+            .resolve("localhost", 80)
+            .await
+            .expect("localhost resolves");
+        assert!(!addrs.is_empty());
     }
 }

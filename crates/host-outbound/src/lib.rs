@@ -18,12 +18,18 @@
 //!   [`AllowedHosts`] before anything else happens, and refused with
 //!   `error-code.http-request-denied`;
 //! - reach the node's own network (loopback, private ranges, link-local cloud metadata
-//!   endpoints such as `169.254.169.254`, ...) through a *wildcard* entry, either with an
-//!   IP literal or with a public-looking name whose DNS records point inside
-//!   ("DNS smuggling"): the host is resolved by the host process, every address for which
-//!   [`is_non_public`] holds is dropped unless the entry named that host exactly (an IP
-//!   literal or an exact DNS name, which is the operator's explicit decision), and the
-//!   request fails with `error-code.destination-ip-prohibited` when nothing is left;
+//!   endpoints such as `169.254.169.254`, ...), with an IP literal or with a name whose
+//!   DNS records point inside ("DNS smuggling"), whether the name is listed exactly
+//!   (`http://localhost:8080`) or reached through a wildcard: the host is resolved by the
+//!   host process and *every* address is vetted. An address for which [`is_non_public`]
+//!   holds is dropped unless the request names it as an IP literal that the manifest
+//!   lists exactly *and* the server allows private destinations at all
+//!   ([`OutboundPolicy::allow_private`], default false); a name never reaches one. The
+//!   request fails with `error-code.destination-ip-prohibited` when nothing is left, and
+//!   otherwise connects only to the vetted addresses;
+//! - starve the node's blocking threads with slow DNS: at most
+//!   [`MAX_CONCURRENT_LOOKUPS`] lookups run at once, and waiting counts against the
+//!   connect timeout;
 //! - win a race between the check and the connection (DNS rebinding): the client connects
 //!   to the vetted socket addresses themselves and never resolves the name again;
 //! - exhaust the node: requests per incoming request, the size of each response body and
@@ -34,9 +40,7 @@
 //!   `Host` header is always rewritten from the request URI that was checked, and TLS uses
 //!   that same host name for SNI and certificate verification.
 //!
-//! Out of scope: what an allowed host does with the request, and names the operator lists
-//! exactly (their addresses are not filtered, by design, so that `http://localhost:8080`
-//! can be allowed on purpose).
+//! Out of scope: what an allowed host does with the request.
 
 #![deny(missing_docs)]
 
@@ -47,5 +51,7 @@ mod ip;
 mod tls;
 
 pub use allowed::{AllowedHosts, Grant};
-pub use hooks::{OutboundHooks, OutboundPolicy};
+pub use hooks::{
+    MAX_CONCURRENT_LOOKUPS, NetFuture, Network, OutboundHooks, OutboundPolicy, SystemNetwork,
+};
 pub use ip::is_non_public;

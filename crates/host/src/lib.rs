@@ -37,6 +37,21 @@ use wharf_host_keyvalue::{KvBackend, KvCtx, KvLimits, KvView};
 use wharf_host_logging::{AppLogs, LoggingCtx};
 use wharf_host_outbound::{AllowedHosts, OutboundHooks, OutboundPolicy};
 
+/// The largest in-memory size of one `wasi:http` `fields` resource a guest builds
+/// (headers, trailers), in bytes; wasmtime-wasi-http's own default is 128 KiB. Past it
+/// the guest gets `header-error`/`header-size` errors, not a trap.
+pub const HTTP_FIELD_SIZE_LIMIT: usize = 64 * 1024;
+
+/// The most live host resources (`wasi:http` fields, bodies and streams, pollables, open
+/// files, key-value buckets, ...) one store may hold; wasmtime's default is 1,000,000.
+/// Past it the call that would add one traps. With [`HTTP_FIELD_SIZE_LIMIT`] this bounds
+/// the host memory a guest can pin in `fields` to 256 MiB per store.
+pub const MAX_HOST_RESOURCES: usize = 4096;
+
+/// The most live component-model handles (guest-defined resources included) in one
+/// store; wasmtime's default is 100,000. Past it the allocation traps.
+pub const MAX_COMPONENT_HANDLES: usize = 10_000;
+
 /// The process-wide backends capabilities store through.
 #[derive(Clone, Default)]
 pub struct Services {
@@ -141,6 +156,15 @@ impl Grants {
             outbound: Arc::new(OutboundPolicy::new(allowed)),
             config: ConfigGrant::new(variables),
         })
+    }
+
+    /// These grants on a server whose policy does (or does not) allow outbound requests
+    /// to private, loopback and link-local addresses; only IP literals listed exactly in
+    /// `allowed_outbound_hosts` can then reach one (see
+    /// [`OutboundPolicy::allow_private`]). Grants are built with `false`.
+    pub fn with_private_outbound(mut self, allow: bool) -> Grants {
+        Arc::make_mut(&mut self.outbound).allow_private = allow;
+        self
     }
 
     /// Checks that a core module (WASI preview 1, which has no component interfaces)
@@ -320,10 +344,14 @@ impl Services {
             })?;
             KvCtx::new(backend, &id.app, &grants.kv_stores, KvLimits::default())
         };
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HTTP_FIELD_SIZE_LIMIT);
         Ok(HostState {
             wasi: b.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             hooks: OutboundHooks::new(
                 grants.outbound.clone(),
                 id.app.clone(),
@@ -354,10 +382,13 @@ impl Services {
     }
 }
 
-/// A store for `data` with its limits wired (see [`wharf_engine::limits::new_store`]);
-/// fuel, when the engine meters it, is unlimited.
+/// A store for `data` with its limits wired (see [`wharf_engine::limits::new_store`])
+/// and at most [`MAX_COMPONENT_HANDLES`] live component handles; fuel, when the engine
+/// meters it, is unlimited.
 pub fn new_store<T: Limited>(engine: &WharfEngine, data: T) -> wasmtime::Result<Store<T>> {
-    wharf_engine::limits::new_store(engine, data, None)
+    let mut store = wharf_engine::limits::new_store(engine, data, None)?;
+    store.set_max_component_handles(MAX_COMPONENT_HANDLES);
+    Ok(store)
 }
 
 impl wharf_host_config::ConfigView for HostState {

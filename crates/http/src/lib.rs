@@ -4,7 +4,8 @@
 //! runtime tells it when the live apps change and it rebuilds its route table; it
 //! vetoes deploys whose routes overlap another app's.
 //!
-//! - [`server`]: the listener (connection and in-flight caps, graceful shutdown),
+//! - [`server`]: the listeners' connections (cap, header-read and idle timeouts,
+//!   graceful shutdown; also used by the admin API), the in-flight cap,
 //!   routing, per-component concurrency, body caps, and the one place failures become
 //!   statuses;
 //! - [`router`]: the route table and the route-overlap check;

@@ -304,7 +304,10 @@ impl Plugin {
         pre: &wharf_engine::wasmtime::InstancePre<ModState>,
     ) -> Result<PluginInstance, PluginError> {
         let mut store = self.new_module_store()?;
-        store.data_mut().deadline = self.config.timeout.map(|t| Instant::now() + t);
+        store.data_mut().deadline = self
+            .config
+            .timeout
+            .and_then(wharf_engine::limits::deadline_after);
         let r = async {
             let instance = pre.instantiate_async(&mut store).await?;
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
@@ -376,7 +379,9 @@ async fn with_deadline<'s, T>(
     store: &'s mut Store<State>,
     f: impl FnOnce(&'s mut Store<State>) -> BoxFut<'s, T>,
 ) -> wharf_engine::wasmtime::Result<T> {
-    store.data_mut().deadline = config.timeout.map(|t| Instant::now() + t);
+    store.data_mut().deadline = config
+        .timeout
+        .and_then(wharf_engine::limits::deadline_after);
     let fut = f(store);
     match config.timeout {
         Some(t) => match tokio::time::timeout(t, fut).await {
@@ -484,7 +489,9 @@ impl PluginInstance {
                     });
                 }
                 let mut results = vec![Core::I32(0); info.results.len()];
-                store.data_mut().deadline = config.timeout.map(|t| Instant::now() + t);
+                store.data_mut().deadline = config
+                    .timeout
+                    .and_then(wharf_engine::limits::deadline_after);
                 let fut = func.call_async(&mut *store, &params, &mut results);
                 let r = match config.timeout {
                     Some(t) => tokio::time::timeout(t, fut)
@@ -566,28 +573,96 @@ fn list_exports(engine: &WharfEngine, component: &Component) -> Vec<ExportInfo> 
     wharf_engine::exports::component_exports(engine.engine(), component)
 }
 
+/// Idle instances a [`PluginPool`] keeps by default (at most; never more than its size).
+pub const DEFAULT_POOL_MAX_IDLE: usize = 8;
+/// How long an idle pooled instance is kept by default before it is dropped.
+pub const DEFAULT_POOL_IDLE_TTL: Duration = Duration::from_secs(60);
+
 /// A pool of warm instances for concurrent callers: at most `size` calls run at once;
 /// an idle instance is reused, a new one is made when none is idle, and an instance
 /// whose call failed is dropped rather than reused.
+///
+/// Idle instances are bounded: at most `max_idle` are kept (default
+/// [`DEFAULT_POOL_MAX_IDLE`]; one returned to a full idle list is dropped), each for at
+/// most `idle_ttl` (default [`DEFAULT_POOL_IDLE_TTL`]); expired ones are dropped at the
+/// next checkout or return, or by [`trim`](Self::trim). So a burst of calls does not
+/// pin its instances (and their pool slots and memory) forever.
 pub struct PluginPool {
     plugin: Arc<Plugin>,
-    idle: Mutex<Vec<PluginInstance>>,
+    /// Idle instances, oldest first, with when each was returned.
+    idle: Mutex<std::collections::VecDeque<(Instant, PluginInstance)>>,
     permits: tokio::sync::Semaphore,
+    max_idle: usize,
+    idle_ttl: Duration,
 }
 
 impl PluginPool {
     /// A pool of up to `size` instances.
     pub fn new(plugin: Arc<Plugin>, size: usize) -> PluginPool {
+        let size = size.max(1);
         PluginPool {
             plugin,
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(size.max(1)),
+            idle: Mutex::new(std::collections::VecDeque::new()),
+            permits: tokio::sync::Semaphore::new(size),
+            max_idle: DEFAULT_POOL_MAX_IDLE.min(size),
+            idle_ttl: DEFAULT_POOL_IDLE_TTL,
         }
+    }
+
+    /// Keeps at most `n` idle instances (0: none, every call gets a fresh one).
+    pub fn with_max_idle(mut self, n: usize) -> PluginPool {
+        self.max_idle = n;
+        self
+    }
+
+    /// Drops idle instances older than `ttl`.
+    pub fn with_idle_ttl(mut self, ttl: Duration) -> PluginPool {
+        self.idle_ttl = ttl;
+        self
     }
 
     /// The plugin.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// How many idle instances are kept now.
+    pub fn idle_count(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// Drops idle instances past their time-to-live.
+    pub fn trim(&self) {
+        let expired = {
+            let mut idle = self.lock_idle();
+            Self::take_expired(&mut idle, self.idle_ttl)
+        };
+        drop(expired);
+    }
+
+    fn lock_idle(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Instant, PluginInstance)>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes the expired instances (the oldest, at the front) so the caller can drop
+    /// them outside the lock.
+    fn take_expired(
+        idle: &mut std::collections::VecDeque<(Instant, PluginInstance)>,
+        ttl: Duration,
+    ) -> Vec<PluginInstance> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        while let Some((since, _)) = idle.front() {
+            if now.saturating_duration_since(*since) < ttl {
+                break;
+            }
+            if let Some((_, inst)) = idle.pop_front() {
+                out.push(inst);
+            }
+        }
+        out
     }
 
     /// Calls `name` on a pooled instance.
@@ -597,17 +672,30 @@ impl PluginPool {
             .acquire()
             .await
             .map_err(|_| PluginError::Other("the pool is closed".into()))?;
-        let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (reused, expired) = {
+            let mut idle = self.lock_idle();
+            let expired = Self::take_expired(&mut idle, self.idle_ttl);
+            // The most recently returned instance: the warmest.
+            (idle.pop_back().map(|(_, i)| i), expired)
+        };
+        drop(expired);
         let mut inst = match reused {
             Some(i) => i,
             None => self.plugin.instantiate().await?,
         };
         let r = inst.call(name, args).await;
         if r.is_ok() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(inst);
+            let dropped = {
+                let mut idle = self.lock_idle();
+                let mut dropped = Self::take_expired(&mut idle, self.idle_ttl);
+                if idle.len() < self.max_idle {
+                    idle.push_back((Instant::now(), inst));
+                } else {
+                    dropped.push(inst);
+                }
+                dropped
+            };
+            drop(dropped);
         }
         r
     }

@@ -22,6 +22,7 @@
 
 pub mod app;
 pub mod bundle;
+mod gc;
 pub mod metrics;
 mod mounts;
 mod prepare;
@@ -49,6 +50,21 @@ pub const BUNDLE_BLOB_ID: &str = "@bundle";
 /// How old an unreferenced blob must be before garbage collection deletes it.
 pub const BLOB_GC_GRACE: Duration = Duration::from_secs(600);
 
+/// Instance slots of the server's pool by default (`wharf serve --pool-instances`).
+pub const DEFAULT_POOL_INSTANCES: u32 = wharf_engine::config::DEFAULT_SERVER_POOL_INSTANCES;
+/// Default ceiling on a component's memory cap (`--ceiling-memory`).
+pub const DEFAULT_CEILING_MEMORY: u64 = 1 << 30;
+/// Default ceiling on a component's timeout (`--ceiling-timeout`).
+pub const DEFAULT_CEILING_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default ceiling on a component's request-body cap (`--ceiling-max-body`).
+pub const DEFAULT_CEILING_MAX_BODY: u64 = 100 << 20;
+
+/// A component's fair share of a pool of `pool_instances` slots, the default
+/// `max_concurrency`: a quarter of the pool, at least 1.
+pub fn fair_share(pool_instances: u32) -> u32 {
+    (pool_instances / 4).max(1)
+}
+
 /// Server-wide settings and per-component defaults.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -60,8 +76,17 @@ pub struct RuntimeConfig {
     pub default_timeout: Duration,
     /// Default request-body cap.
     pub default_max_body: u64,
-    /// Default cap on concurrent instances per component.
+    /// Default cap on concurrent instances per component: a fair share of the
+    /// instance pool ([`fair_share`]), so one component cannot take every slot.
     pub default_max_concurrency: u32,
+    /// Ceiling on a manifest's `memory`: a deploy asking for more is refused.
+    pub ceiling_memory: u64,
+    /// Ceiling on a manifest's `timeout`.
+    pub ceiling_timeout: Duration,
+    /// Ceiling on a manifest's `max_body`.
+    pub ceiling_max_body: u64,
+    /// Ceiling on a manifest's `max_concurrency`.
+    pub ceiling_concurrency: u32,
     /// Largest bundle accepted.
     pub max_bundle: u64,
     /// How to compile (a bounded child process in the server).
@@ -69,6 +94,9 @@ pub struct RuntimeConfig {
     /// A TOML file of variable values (`name = "value"` for every app, or under an
     /// `[app-name]` table for one app), read at each deploy and restore.
     pub secrets_file: Option<PathBuf>,
+    /// Whether a manifest may grant outbound requests to private, loopback or
+    /// link-local addresses (only ever as IP literals); off by default.
+    pub allow_private_outbound: bool,
 }
 
 impl RuntimeConfig {
@@ -79,10 +107,15 @@ impl RuntimeConfig {
             default_memory: 128 << 20,
             default_timeout: Duration::from_secs(30),
             default_max_body: 10 << 20,
-            default_max_concurrency: 1000,
+            default_max_concurrency: fair_share(DEFAULT_POOL_INSTANCES),
+            ceiling_memory: DEFAULT_CEILING_MEMORY,
+            ceiling_timeout: DEFAULT_CEILING_TIMEOUT,
+            ceiling_max_body: DEFAULT_CEILING_MAX_BODY,
+            ceiling_concurrency: DEFAULT_POOL_INSTANCES / 2,
             max_bundle: bundle::DEFAULT_MAX_BUNDLE,
             compiler: Compiler::InProcess,
             secrets_file: None,
+            allow_private_outbound: false,
         }
     }
 }
@@ -353,11 +386,10 @@ impl Runtime {
         let manifest = parse_manifest(&rec.manifest)
             .map_err(|e| DeployError::Invalid(format!("stored manifest: {e}")))?;
         let variables = self.resolve_variables(&manifest)?;
-        let bundle = match rec.components.iter().find(|b| b.id == BUNDLE_BLOB_ID) {
-            Some(b) => Some((
-                b.sha256.clone(),
-                Bundle::read(&self.registry.get_blob(&b.sha256).await?, u64::MAX)?,
-            )),
+        // The stored bundle's bytes are fetched here and parsed on the blocking thread
+        // below, with the other CPU-bound steps.
+        let bundle_bytes = match rec.components.iter().find(|b| b.id == BUNDLE_BLOB_ID) {
+            Some(b) => Some((b.sha256.clone(), self.registry.get_blob(&b.sha256).await?)),
             None => None,
         };
         let mut sources = Vec::new();
@@ -379,6 +411,12 @@ impl Runtime {
         let this = self.clone();
         let rec2 = rec.clone();
         let app = tokio::task::spawn_blocking(move || {
+            // A stored bundle passed the size bound when it was deployed; a later, lower
+            // --max-bundle-size must not make it unrestorable.
+            let bundle = match bundle_bytes {
+                Some((sha, bytes)) => Some((sha, Bundle::read(&bytes, u64::MAX)?)),
+                None => None,
+            };
             for s in &sources {
                 let bytes = std::fs::read(&s.path).map_err(|e| {
                     DeployError::Internal(anyhow::anyhow!("reading blob {}: {e}", s.sha256))
@@ -438,9 +476,7 @@ impl Runtime {
             self.config.secrets_file.as_deref(),
         )
         .map_err(|e| match e {
-            wharf_host_config::VariableError::Required { .. } => {
-                DeployError::Invalid(e.to_string())
-            }
+            e if e.is_deploy_error() => DeployError::Invalid(e.to_string()),
             other => DeployError::Internal(anyhow::anyhow!(other.to_string())),
         })
     }
@@ -605,6 +641,16 @@ impl Runtime {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("registry: removed {n} unreferenced blob file(s)"),
                 Err(e) => tracing::warn!("registry garbage collection failed: {e}"),
+            }
+            // Extracted mounts and compiled artifacts no app references (see gc.rs).
+            match gc::collect(&this).await {
+                Ok(r) if r.mounts + r.artifacts > 0 => tracing::info!(
+                    "state: removed {} mount dir(s) and {} cache file(s) no app references",
+                    r.mounts,
+                    r.artifacts
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("state garbage collection failed: {e:#}"),
             }
         });
     }

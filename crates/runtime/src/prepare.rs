@@ -52,6 +52,85 @@ fn link_error(what: &str, e: &wasmtime::Error, provides: &str) -> DeployError {
     }
 }
 
+/// A component's limits: the manifest's, else the server's defaults.
+pub(crate) struct ResolvedLimits {
+    pub memory: u64,
+    pub timeout: std::time::Duration,
+    pub max_body: u64,
+    pub max_concurrency: u32,
+}
+
+/// The limits of `spec`: what its manifest asks for, else the server's default.
+/// A manifest asking for more than a server ceiling (`RuntimeConfig::ceiling_*`,
+/// `wharf serve --ceiling-*`) is refused, naming the field, the value and the
+/// ceiling; a default above a ceiling is lowered to it.
+pub(crate) fn resolve_limits(
+    c: &crate::RuntimeConfig,
+    spec: &wharf_manifest::ComponentSpec,
+) -> Result<ResolvedLimits, DeployError> {
+    use wharf_engine::size::format_size;
+    let l = &spec.limits;
+    let refuse = |field: &str, asked: String, ceiling: String| {
+        DeployError::Invalid(format!(
+            "component `{}`: limits.{field} = {asked} is above this server's ceiling of \
+             {ceiling} (set by the operator with `wharf serve --ceiling-{}`)",
+            spec.id,
+            field
+                .replace('_', "-")
+                .replace("max-concurrency", "concurrency")
+        ))
+    };
+    if let Some(m) = l.memory
+        && m > c.ceiling_memory
+    {
+        return Err(refuse(
+            "memory",
+            format_size(m),
+            format_size(c.ceiling_memory),
+        ));
+    }
+    if let Some(t) = l.timeout
+        && t > c.ceiling_timeout
+    {
+        return Err(refuse(
+            "timeout",
+            format!("{t:?}"),
+            format!("{:?}", c.ceiling_timeout),
+        ));
+    }
+    if let Some(b) = l.max_body
+        && b > c.ceiling_max_body
+    {
+        return Err(refuse(
+            "max_body",
+            format_size(b),
+            format_size(c.ceiling_max_body),
+        ));
+    }
+    if let Some(n) = l.max_concurrency
+        && n > c.ceiling_concurrency
+    {
+        return Err(refuse(
+            "max_concurrency",
+            n.to_string(),
+            c.ceiling_concurrency.to_string(),
+        ));
+    }
+    Ok(ResolvedLimits {
+        memory: l.memory.unwrap_or(c.default_memory.min(c.ceiling_memory)),
+        timeout: l
+            .timeout
+            .unwrap_or(c.default_timeout.min(c.ceiling_timeout)),
+        max_body: l
+            .max_body
+            .unwrap_or(c.default_max_body.min(c.ceiling_max_body)),
+        max_concurrency: l
+            .max_concurrency
+            .unwrap_or(c.default_max_concurrency.min(c.ceiling_concurrency))
+            .max(1),
+    })
+}
+
 impl Runtime {
     /// Prepares every component of `manifest` from its stored source.
     pub(crate) fn prepare_all(
@@ -65,11 +144,16 @@ impl Runtime {
         for src in sources {
             let mounts = match bundle {
                 Some((sha, b)) => {
-                    crate::mounts::extract(&self.config.state_dir, manifest, &src.id, sha, b)?
+                    crate::mounts::plan(&self.config.state_dir, manifest, &src.id, sha, b)?
                 }
                 None => Vec::new(),
             };
             out.push(self.prepare_component(manifest, src, variables, mounts)?);
+        }
+        // Files are written only once every component's Wasm has been validated,
+        // compiled and linked: a bundle refused above leaves nothing on disk.
+        if let Some((sha, b)) = bundle {
+            crate::mounts::extract(&self.config.state_dir, manifest, sha, b)?;
         }
         Ok(out)
     }
@@ -86,18 +170,16 @@ impl Runtime {
             .ok_or_else(|| DeployError::Invalid(format!("no component `{}`", src.id)))?;
         let what = format!("component `{}` (`{}`)", spec.id, spec.source);
         let grants = Grants::from_component(spec, variables, mounts)
-            .map_err(|e| DeployError::Invalid(e.to_string()))?;
+            .map_err(|e| DeployError::Invalid(e.to_string()))?
+            .with_private_outbound(self.config.allow_private_outbound);
         let identity = Identity {
             app: manifest.app.name.as_str().into(),
             component: spec.id.as_str().into(),
             logs: self.logs_for(&manifest.app.name),
         };
-        let limits = &spec.limits;
-        let memory = limits.memory.unwrap_or(self.config.default_memory);
-        let timeout = limits.timeout.unwrap_or(self.config.default_timeout);
-        let max_concurrency = limits
-            .max_concurrency
-            .unwrap_or(self.config.default_max_concurrency);
+        let limits = resolve_limits(&self.config, spec)?;
+        let (memory, timeout, max_concurrency) =
+            (limits.memory, limits.timeout, limits.max_concurrency);
         let loaded = load_file(&self.engine, &src.path, &self.load_opts).map_err(|e| match e {
             WharfError::NotWasm { prefix, .. } => DeployError::Invalid(format!(
                 "{what} is not WebAssembly: it starts with {prefix}"
@@ -184,11 +266,78 @@ impl Runtime {
             identity,
             memory,
             timeout,
-            max_body: limits.max_body.unwrap_or(self.config.default_max_body),
+            max_body: limits.max_body,
             concurrency: Arc::new(Semaphore::new(max_concurrency as usize)),
             max_concurrency,
             source: spec.source.clone(),
             sha256: src.sha256.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::RuntimeConfig;
+
+    fn spec(limits: &str) -> wharf_manifest::ComponentSpec {
+        let text = format!(
+            "[app]\nname = \"shop\"\nversion = \"1.0.0\"\n\n[[component]]\nid = \"web\"\n\
+             source = \"web.wasm\"\nroute = \"/...\"\n\n[component.limits]\n{limits}\n"
+        );
+        wharf_manifest::parse_manifest(&text)
+            .expect("manifest")
+            .components
+            .remove(0)
+    }
+
+    fn refused(limits: &str) -> String {
+        let c = RuntimeConfig::new("/nonexistent".into());
+        match resolve_limits(&c, &spec(limits)) {
+            Err(DeployError::Invalid(m)) => m,
+            Err(e) => panic!("{limits}: expected Invalid, got {e}"),
+            Ok(_) => panic!("{limits}: a manifest above the ceiling was accepted"),
+        }
+    }
+
+    #[test]
+    fn manifests_above_the_server_ceilings_are_refused() {
+        let m = refused("memory = \"4GiB\"");
+        assert!(
+            m.contains("limits.memory") && m.contains("4 GiB") && m.contains("1 GiB"),
+            "{m}"
+        );
+        let m = refused("timeout = \"1h\"");
+        assert!(
+            m.contains("limits.timeout") && m.contains("3600s") && m.contains("300s"),
+            "{m}"
+        );
+        let m = refused("max_body = \"1GiB\"");
+        assert!(
+            m.contains("limits.max_body") && m.contains("--ceiling-max-body"),
+            "{m}"
+        );
+        let m = refused("max_concurrency = 100000");
+        assert!(
+            m.contains("limits.max_concurrency") && m.contains("100000") && m.contains("500"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn defaults_are_a_fair_share_and_at_most_the_ceilings() {
+        let mut c = RuntimeConfig::new("/nonexistent".into());
+        let l = resolve_limits(&c, &spec("")).expect("defaults");
+        // A quarter of the 1000-slot pool, not all of it.
+        assert_eq!(l.max_concurrency, 250);
+        assert_eq!(crate::fair_share(1), 1);
+        let l = resolve_limits(&c, &spec("memory = \"1GiB\"\ntimeout = \"5m\""))
+            .expect("at the ceiling");
+        assert_eq!(l.memory, 1 << 30);
+        c.default_memory = 8 << 30;
+        c.default_max_concurrency = 100_000;
+        let l = resolve_limits(&c, &spec("")).expect("defaults");
+        assert_eq!(l.memory, c.ceiling_memory);
+        assert_eq!(l.max_concurrency, c.ceiling_concurrency);
     }
 }

@@ -77,6 +77,21 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            // Sends its head and one body chunk, then keeps running (a streaming guest
+            // that never finishes).
+            "head-then-spin" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let outgoing = response.body().expect("response body");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = outgoing.write().expect("body stream");
+                stream
+                    .blocking_write_and_flush(b"first chunk\n")
+                    .expect("writing the response body");
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             "membomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
