@@ -4,67 +4,23 @@
 //! goes. The binary-driven tests in `tests/all/serve.rs` cover the same server end to
 //! end.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wharf_engine::{EngineOptions, WharfEngine};
-use wharf_http::{DataPlane, ServerLimits};
-use wharf_registry::SqliteRegistry;
-use wharf_runtime::{Bundle, DeployError, DeployMode, Metrics, Runtime, RuntimeConfig};
+use wharf_runtime::DeployError;
 use wharf_test_programs as guests;
 
-struct Server {
-    runtime: Arc<Runtime>,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::Server;
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let reg = Arc::new(SqliteRegistry::open(&dir.path().join("registry")).expect("registry"));
-    let engine = WharfEngine::new(&EngineOptions::default()).expect("engine");
-    let runtime = Arc::new(
-        Runtime::new(
-            engine,
-            reg,
-            wharf_host::Services::default(),
-            RuntimeConfig::new(dir.path().to_path_buf()),
-            Arc::new(Metrics::new()),
-        )
-        .expect("runtime"),
-    );
-    let plane = DataPlane::new(runtime.clone(), ServerLimits::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(plane.serve(listener, std::future::pending()));
-    Server {
-        runtime,
-        addr,
-        _dir: dir,
-    }
+    Server::start().await
 }
 
 /// Deploys the test HTTP component as `name` with these `[[component]]` lines.
 async fn deploy(s: &Server, name: &str, component: &str) -> Result<(), DeployError> {
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        format!("[app]\nname = \"{name}\"\nversion = \"1\"\n\n[[component]]\nid = \"web\"\nsource = \"app.wasm\"\n{component}\n").into_bytes(),
-    );
-    files.insert(
-        "app.wasm".to_string(),
-        std::fs::read(guests::HTTP_COMPONENT).expect("guest built"),
-    );
-    let bundle = Bundle::pack(&files).expect("pack");
-    s.runtime
-        .deploy(bundle, None, DeployMode::Upsert)
-        .await
-        .map(|_| ())
+    s.deploy_http(name, component).await.map(|_| ())
 }
 
 struct Reply {
@@ -271,23 +227,12 @@ async fn guest_stdout_stderr_and_wasi_logging_land_in_the_app_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wagi_modules_run_through_the_same_builder() {
     let s = server().await;
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        b"[app]\nname = \"cgi\"\nversion = \"1\"\n\n[[component]]\nid = \"cgi\"\nsource = \"cgi.wasm\"\nroute = \"/cgi/...\"\nexecutor = { type = \"wagi\" }\nenvironment = { GREETING = \"granted\" }\nlimits = { timeout = \"300ms\" }\n".to_vec(),
-    );
-    files.insert(
-        "cgi.wasm".to_string(),
-        std::fs::read(guests::P1_WAGI).expect("guest built"),
-    );
-    s.runtime
-        .deploy(
-            Bundle::pack(&files).expect("pack"),
-            None,
-            DeployMode::Upsert,
-        )
-        .await
-        .expect("deploy");
+    s.deploy(
+        "[app]\nname = \"cgi\"\nversion = \"1\"\n\n[[component]]\nid = \"cgi\"\nsource = \"cgi.wasm\"\nroute = \"/cgi/...\"\nexecutor = { type = \"wagi\" }\nenvironment = { GREETING = \"granted\" }\nlimits = { timeout = \"300ms\" }\n",
+        &[("cgi.wasm", guests::P1_WAGI)],
+    )
+    .await
+    .expect("deploy");
     let r = request(&s, "POST", "/cgi/x?status=201", b"payload").await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.header("x-wagi"), Some("yes"));

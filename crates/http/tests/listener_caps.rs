@@ -3,74 +3,31 @@
 //! and its place in `wharf_active_instances`; the response body phase has a deadline;
 //! pool exhaustion is a 503 of its own; the gauge returns to 0 after a timeout.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_engine::EngineOptions;
 use wharf_engine::config::AllocatorChoice;
-use wharf_engine::{EngineOptions, WharfEngine};
-use wharf_http::{DataPlane, ServerLimits};
-use wharf_registry::SqliteRegistry;
+use wharf_http::ServerLimits;
 use wharf_runtime::metrics::AppLabel;
-use wharf_runtime::{Bundle, DeployMode, Metrics, Runtime, RuntimeConfig};
-use wharf_test_programs as guests;
 
-struct Server {
-    runtime: Arc<Runtime>,
-    plane: Arc<DataPlane>,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::Server;
 
 async fn server(options: EngineOptions) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let reg = Arc::new(SqliteRegistry::open(&dir.path().join("registry")).expect("registry"));
-    let engine = WharfEngine::new(&options).expect("engine");
-    let runtime = Arc::new(
-        Runtime::new(
-            engine,
-            reg,
-            wharf_host::Services::default(),
-            RuntimeConfig::new(dir.path().to_path_buf()),
-            Arc::new(Metrics::new()),
-        )
-        .expect("runtime"),
-    );
-    let plane = DataPlane::new(runtime.clone(), ServerLimits::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(plane.clone().serve(listener, std::future::pending()));
-    Server {
-        runtime,
-        plane,
-        addr,
-        _dir: dir,
-    }
+    Server::start_with(options, ServerLimits::default()).await
 }
 
 /// Deploys the test HTTP component as `name` on `/name/...` with these limits.
 async fn deploy(s: &Server, name: &str, limits: &str) {
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        format!("[app]\nname = \"{name}\"\nversion = \"1\"\n\n[[component]]\nid = \"web\"\nsource = \"app.wasm\"\nroute = \"/{name}/...\"\nlimits = {{ {limits} }}\n").into_bytes(),
-    );
-    files.insert(
-        "app.wasm".to_string(),
-        std::fs::read(guests::HTTP_COMPONENT).expect("guest built"),
-    );
-    s.runtime
-        .deploy(
-            Bundle::pack(&files).expect("pack"),
-            None,
-            DeployMode::Upsert,
-        )
-        .await
-        .expect("deploy");
+    s.deploy_http(
+        name,
+        &format!("route = \"/{name}/...\"\nlimits = {{ {limits} }}"),
+    )
+    .await
+    .expect("deploy");
 }
 
 #[derive(Debug)]
@@ -190,15 +147,8 @@ fn active(s: &Server, app: &str) -> i64 {
 }
 
 /// Polls `ready` for up to 15 s.
-async fn wait_for(mut ready: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while !ready() {
-        if t.elapsed() > Duration::from_secs(15) {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
+async fn wait_for(ready: impl FnMut() -> bool) -> bool {
+    common::wait_for(Duration::from_secs(15), ready).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,7 +3,6 @@
 //! the idle timeout, the admin listener is capped, idle sockets cannot lock clients out
 //! of the data plane, and the connection cap fits the open-file limit.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,50 +10,20 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wharf_admin::{Admin, AdminToken};
-use wharf_engine::{EngineOptions, WharfEngine};
+use wharf_engine::EngineOptions;
+use wharf_http::ServerLimits;
 use wharf_http::server::{ConnLimits, clamp_connections, raise_nofile_limit};
-use wharf_http::{DataPlane, ServerLimits};
-use wharf_registry::SqliteRegistry;
-use wharf_runtime::{Bundle, DeployMode, Metrics, Runtime, RuntimeConfig};
-use wharf_test_programs as guests;
+use wharf_runtime::Runtime;
 
-struct Server {
-    runtime: Arc<Runtime>,
-    plane: Arc<DataPlane>,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::Server;
 
 fn runtime(dir: &tempfile::TempDir) -> Arc<Runtime> {
-    let reg = Arc::new(SqliteRegistry::open(&dir.path().join("registry")).expect("registry"));
-    let engine = WharfEngine::new(&EngineOptions::default()).expect("engine");
-    Arc::new(
-        Runtime::new(
-            engine,
-            reg,
-            wharf_host::Services::default(),
-            RuntimeConfig::new(dir.path().to_path_buf()),
-            Arc::new(Metrics::new()),
-        )
-        .expect("runtime"),
-    )
+    common::runtime(dir.path(), &EngineOptions::default())
 }
 
 async fn server(limits: ServerLimits) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = runtime(&dir);
-    let plane = DataPlane::new(runtime.clone(), limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(plane.clone().serve(listener, std::future::pending()));
-    Server {
-        runtime,
-        plane,
-        addr,
-        _dir: dir,
-    }
+    Server::start_with(EngineOptions::default(), limits).await
 }
 
 /// An admin listener with these limits; returns its address (and keeps the state dir).
@@ -71,21 +40,7 @@ async fn admin(limits: ConnLimits) -> (SocketAddr, tempfile::TempDir) {
 }
 
 async fn deploy_hello(s: &Server, name: &str) {
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        format!("[app]\nname = \"{name}\"\nversion = \"1\"\n\n[[component]]\nid = \"web\"\nsource = \"app.wasm\"\nroute = \"/{name}/...\"\n").into_bytes(),
-    );
-    files.insert(
-        "app.wasm".to_string(),
-        std::fs::read(guests::HTTP_COMPONENT).expect("guest built"),
-    );
-    s.runtime
-        .deploy(
-            Bundle::pack(&files).expect("pack"),
-            None,
-            DeployMode::Upsert,
-        )
+    s.deploy_http(name, &format!("route = \"/{name}/...\""))
         .await
         .expect("deploy");
 }
@@ -323,13 +278,6 @@ fn the_connection_cap_is_clamped_below_the_open_file_limit() {
 }
 
 /// Polls `ready` for up to 10 s.
-async fn wait_for(mut ready: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while !ready() {
-        if t.elapsed() > Duration::from_secs(10) {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
+async fn wait_for(ready: impl FnMut() -> bool) -> bool {
+    common::wait_for(Duration::from_secs(10), ready).await
 }

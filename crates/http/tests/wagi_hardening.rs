@@ -9,91 +9,36 @@
 //! - a module flooding stdout gets a `guest-error` answer at once, bounded by the
 //!   smaller of MAX_WAGI_OUTPUT and its memory cap.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wharf_engine::{EngineOptions, WharfEngine};
-use wharf_http::{DataPlane, ServerLimits};
-use wharf_registry::SqliteRegistry;
-use wharf_runtime::{Bundle, DeployMode, Metrics, Runtime, RuntimeConfig};
 use wharf_test_programs as guests;
 
-struct Server {
-    addr: SocketAddr,
-    _runtime: Arc<Runtime>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+use common::Server;
 
 /// A server with app `cgi` (the WAGI guest at `/cgi/:id/...`, memory 8 MiB, and again at
 /// `/slowcgi/...` with a 500 ms timeout) and app `hello` (the `wasi:http` test
 /// component at `/hello/...`).
 async fn server() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let reg = Arc::new(SqliteRegistry::open(&dir.path().join("registry")).expect("registry"));
-    let engine = WharfEngine::new(&EngineOptions::default()).expect("engine");
-    let runtime = Arc::new(
-        Runtime::new(
-            engine,
-            reg,
-            wharf_host::Services::default(),
-            RuntimeConfig::new(dir.path().to_path_buf()),
-            Arc::new(Metrics::new()),
-        )
-        .expect("runtime"),
-    );
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        b"[app]\nname = \"cgi\"\nversion = \"1\"\n\n\
-          [[component]]\nid = \"cgi\"\nsource = \"cgi.wasm\"\nroute = \"/cgi/:id/...\"\n\
-          executor = { type = \"wagi\" }\nlimits = { memory = \"8MiB\", timeout = \"20s\" }\n\n\
-          [[component]]\nid = \"slow\"\nsource = \"cgi.wasm\"\nroute = \"/slowcgi/...\"\n\
-          executor = { type = \"wagi\" }\nlimits = { timeout = \"500ms\" }\n"
-            .to_vec(),
-    );
-    files.insert(
-        "cgi.wasm".to_string(),
-        std::fs::read(guests::P1_WAGI).expect("guest built"),
-    );
-    runtime
-        .deploy(
-            Bundle::pack(&files).expect("pack"),
-            None,
-            DeployMode::Upsert,
-        )
-        .await
-        .expect("deploy cgi");
-    let mut files = BTreeMap::new();
-    files.insert(
-        "wharf.toml".to_string(),
-        b"[app]\nname = \"hello\"\nversion = \"1\"\n\n[[component]]\nid = \"web\"\nsource = \"app.wasm\"\nroute = \"/hello/...\"\nenvironment = { GREETING = \"the real app\" }\n".to_vec(),
-    );
-    files.insert(
-        "app.wasm".to_string(),
-        std::fs::read(guests::HTTP_COMPONENT).expect("guest built"),
-    );
-    runtime
-        .deploy(
-            Bundle::pack(&files).expect("pack"),
-            None,
-            DeployMode::Upsert,
-        )
-        .await
-        .expect("deploy hello");
-    let plane = DataPlane::new(runtime.clone(), ServerLimits::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(plane.serve(listener, std::future::pending()));
-    Server {
-        addr,
-        _runtime: runtime,
-        _dir: dir,
-    }
+    let s = Server::start().await;
+    s.deploy(
+        "[app]\nname = \"cgi\"\nversion = \"1\"\n\n\
+         [[component]]\nid = \"cgi\"\nsource = \"cgi.wasm\"\nroute = \"/cgi/:id/...\"\n\
+         executor = { type = \"wagi\" }\nlimits = { memory = \"8MiB\", timeout = \"20s\" }\n\n\
+         [[component]]\nid = \"slow\"\nsource = \"cgi.wasm\"\nroute = \"/slowcgi/...\"\n\
+         executor = { type = \"wagi\" }\nlimits = { timeout = \"500ms\" }\n",
+        &[("cgi.wasm", guests::P1_WAGI)],
+    )
+    .await
+    .expect("deploy cgi");
+    s.deploy_http(
+        "hello",
+        "route = \"/hello/...\"\nenvironment = { GREETING = \"the real app\" }",
+    )
+    .await
+    .expect("deploy hello");
+    s
 }
 
 #[derive(Debug)]
