@@ -210,14 +210,21 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
+/// A guest can cause the access-denied line at will: at most 10 a second per app.
+static KV_LOG_RATE: std::sync::LazyLock<wharf_host_logging::LogRate> =
+    std::sync::LazyLock::new(|| wharf_host_logging::LogRate::new(10));
+
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, Error> {
         if !self.ctx.granted.contains(&identifier) {
-            tracing::info!(
-                app = %self.ctx.app,
-                store = ?identifier,
-                "key-value store not granted to this component; access denied"
-            );
+            if let Some(suppressed) = KV_LOG_RATE.allow(&self.ctx.app) {
+                tracing::info!(
+                    app = %self.ctx.app,
+                    store = ?identifier,
+                    suppressed,
+                    "key-value store not granted to this component; access denied"
+                );
+            }
             return Err(Error::AccessDenied);
         }
         let ns = Namespace {

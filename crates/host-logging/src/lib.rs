@@ -168,3 +168,77 @@ mod tests {
         assert_eq!(s, "abc");
     }
 }
+
+/// A bound on the host log lines a guest can cause (refused requests, denied stores):
+/// at most `per_second` lines per key (an app) per second; the next line allowed after
+/// a burst says how many were suppressed. Keys are forgotten once there are more than
+/// [`LogRate::MAX_KEYS`], so the table cannot grow without bound either.
+pub struct LogRate {
+    per_second: u32,
+    state: std::sync::Mutex<std::collections::HashMap<String, RateState>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct RateState {
+    second: u64,
+    lines: u32,
+    suppressed: u64,
+}
+
+impl LogRate {
+    /// Most keys remembered at once.
+    pub const MAX_KEYS: usize = 10_000;
+
+    /// A limiter of `per_second` lines per key per second.
+    pub fn new(per_second: u32) -> LogRate {
+        LogRate {
+            per_second,
+            state: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether a line for `key` may be logged now: `Some(n)` with the number of lines
+    /// suppressed since the last one allowed, or `None` to drop this one.
+    pub fn allow(&self, key: &str) -> Option<u64> {
+        self.allow_at(key, now_ms() / 1000)
+    }
+
+    /// [`LogRate::allow`] at a given second (for tests).
+    pub fn allow_at(&self, key: &str, second: u64) -> Option<u64> {
+        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX_KEYS && !map.contains_key(key) {
+            map.clear();
+        }
+        let st = map.entry(key.to_string()).or_default();
+        if st.second != second {
+            st.second = second;
+            st.lines = 0;
+        }
+        if st.lines < self.per_second {
+            st.lines += 1;
+            Some(std::mem::take(&mut st.suppressed))
+        } else {
+            st.suppressed = st.suppressed.saturating_add(1);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::LogRate;
+
+    /// Hardening class 12: refused requests logged one line each, without a bound.
+    #[test]
+    fn a_burst_is_cut_to_the_rate_and_the_next_line_counts_what_was_dropped() {
+        let rate = LogRate::new(3);
+        let allowed: Vec<Option<u64>> = (0..10).map(|_| rate.allow_at("evil", 100)).collect();
+        assert_eq!(allowed[..3], [Some(0), Some(0), Some(0)]);
+        assert!(allowed[3..].iter().all(Option::is_none));
+        // Another app is not affected by the noisy one.
+        assert_eq!(rate.allow_at("good", 100), Some(0));
+        // The next second: allowed again, reporting the 7 dropped lines once.
+        assert_eq!(rate.allow_at("evil", 101), Some(7));
+        assert_eq!(rate.allow_at("evil", 101), Some(0));
+    }
+}

@@ -208,23 +208,35 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
+/// A guest can cause these lines at will: at most 10 a second per app.
+static OUTBOUND_LOG_RATE: std::sync::LazyLock<wharf_host_logging::LogRate> =
+    std::sync::LazyLock::new(|| wharf_host_logging::LogRate::new(10));
+
 impl Ctx {
     fn refuse(&self, url: &str, reason: &str) {
+        let Some(suppressed) = OUTBOUND_LOG_RATE.allow(&self.app) else {
+            return;
+        };
         tracing::warn!(
             app = %self.app,
             component = %self.component,
             url,
             reason,
+            suppressed,
             "outbound HTTP request refused"
         );
     }
 
     fn failed(&self, url: &str, err: &Error) {
+        let Some(suppressed) = OUTBOUND_LOG_RATE.allow(&self.app) else {
+            return;
+        };
         tracing::info!(
             app = %self.app,
             component = %self.component,
             url,
             error = %err,
+            suppressed,
             "outbound HTTP request failed"
         );
     }
