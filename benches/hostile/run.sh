@@ -5,7 +5,7 @@
 # (no attack) as a ratio, the attack's answers, and the server's RSS before and after.
 # Fails if the neighbour gets any non-2xx answer or socket error, or if the server dies.
 #
-# Usage: benches/hostile/run.sh [SECONDS_PER_ATTACK]     (default 10)
+# Usage: [SERVE_ARGS="--cpu-lanes 2"] benches/hostile/run.sh [SECONDS_PER_ATTACK]  (default 10)
 # Needs: wrk, curl, python3 (Debian), a release build (cargo build --release -p wharf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,17 +32,19 @@ app() { # name route extra-component-lines wasm
     printf '[app]\nname = "%s"\nversion = "1"\n[[component]]\nid = "web"\nsource = "app.wasm"\nroute = "%s"\n%b\n' "$1" "$2" "$3" > "$work/$1/wharf.toml"
 }
 app good "/good/..." "" "$HTTP_WASM"
+app peer "/peer/..." "" "$HTTP_WASM"
 app bad "/bad/..." 'limits = { timeout = "2s", memory = "64MiB", max_body = "1MiB", max_concurrency = 50 }' "$HTTP_WASM"
 app cgi "/cgi/..." 'executor = { type = "wagi" }\nlimits = { timeout = "2s", memory = "64MiB" }' "$WAGI_WASM"
 
-"$T/release/wharf" serve --listen 127.0.0.1:18280 --admin-listen 127.0.0.1:19290 --state-dir "$work/state" >"$work/server.log" 2>&1 &
+"$T/release/wharf" serve --listen 127.0.0.1:18280 --admin-listen 127.0.0.1:19290 --state-dir "$work/state" ${SERVE_ARGS:-} >"$work/server.log" 2>&1 &
 SERVER=$!
 pids+=($SERVER)
 wait_port 19290
-for a in good bad cgi; do
+for a in good peer bad cgi; do
     "$T/release/wharf" deploy "$work/$a" --server http://127.0.0.1:19290 --token-file "$work/state/admin-token" >/dev/null 2>&1
 done
 B=http://127.0.0.1:18280
+ADMIN=http://127.0.0.1:19290
 rss() { awk '/VmRSS/ {print int($2/1024) " MiB"}' "/proc/$SERVER/status"; }
 
 measure() { # -> p99 of the good app over DUR seconds; fails on errors
@@ -53,6 +55,12 @@ measure() { # -> p99 of the good app over DUR seconds; fails on errors
 }
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else {sub(/s/,"",v); print v*1000000}}' <<<"$1"; }
 
+settle() { # waits (up to 10 s) until no instance runs: RSS is read after the attack's last requests end
+    for _ in $(seq 100); do
+        [ "$(curl -s "$ADMIN/metrics" | awk '/^wharf_active_instances/ {s+=$2} END {print s+0}')" = 0 ] && return 0
+        sleep 0.1
+    done
+}
 attack() { # name command... : runs the command in a loop in the background
     local name=$1; shift
     ( while true; do "$@" >/dev/null 2>&1 || true; done ) &
@@ -60,6 +68,7 @@ attack() { # name command... : runs the command in a loop in the background
     local before; before=$(rss)
     local p99; p99=$(measure)
     kill "$apid" 2>/dev/null || true; wait "$apid" 2>/dev/null || true
+    settle
     kill -0 "$SERVER" || { echo "the server died during $name" >&2; exit 1; }
     printf '| %s | %s | %.2f | %s | %s |\n' "$name" "$p99" "$(awk -v a="$(to_us "$p99")" -v b="$BASE_US" 'BEGIN{print a/b}')" "$before" "$(rss)"
 }
@@ -72,6 +81,9 @@ echo "| attack | neighbour p99 | vs baseline | RSS before | RSS after |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 echo "| (none) | $BASE | 1.00 | $(rss) | |"
 many() { for _ in $(seq 8); do curl -s -m 5 "$@" & done; wait; }
+# The control: the same load generator (8 curl processes at a time) against another
+# well-behaved app, so the table shows what the generator itself costs on this machine.
+attack "control: 8 at a time to a well-behaved app" many "$B/peer/hello"
 attack "infinite loop (8 at a time)" many "$B/bad/spin"
 attack "memory bomb (8 at a time)" many "$B/bad/membomb"
 attack "trap (8 at a time)" many "$B/bad/trap"

@@ -35,10 +35,15 @@ enum AppsAction {
         /// App name.
         name: String,
     },
-    /// Remove an app; it stops receiving requests at once.
+    /// Remove an app; it stops receiving requests at once. Its key-value data and log
+    /// buffer are kept (a later app of the same name sees them) unless --purge is given.
     Rm {
         /// App name.
         name: String,
+        /// Also delete the app's key-value data (every store) and its log buffer. Works
+        /// on a name that is no longer deployed, to drop an earlier app's data.
+        #[arg(long)]
+        purge: bool,
     },
     /// Print an app's captured guest output (stdout and stderr).
     Logs {
@@ -60,7 +65,10 @@ impl AppsCommand {
         let (method, path) = match &self.action {
             None | Some(AppsAction::List) => (Method::GET, "/v1/apps".to_string()),
             Some(AppsAction::Show { name }) => (Method::GET, format!("/v1/apps/{name}")),
-            Some(AppsAction::Rm { name }) => (Method::DELETE, format!("/v1/apps/{name}")),
+            Some(AppsAction::Rm { name, purge }) => (
+                Method::DELETE,
+                format!("/v1/apps/{name}{}", if *purge { "?purge=true" } else { "" }),
+            ),
             Some(AppsAction::Logs { name, tail }) => {
                 (Method::GET, format!("/v1/apps/{name}/logs?tail={tail}"))
             }
@@ -97,9 +105,24 @@ impl AppsCommand {
                 }
             }
             Some(AppsAction::Show { .. }) => print_app(&parse_reply(&body)?),
-            Some(AppsAction::Rm { .. }) => {
+            Some(AppsAction::Rm { name, .. }) => {
                 let reply: Removed = parse_reply(&body)?;
-                println!("removed `{}`", reply.removed.name);
+                match (&reply.removed, &reply.purged) {
+                    (Some(app), None) => println!(
+                        "removed `{}` (its key-value data is kept; `wharf apps rm {} --purge` \
+                         deletes it)",
+                        app.name, app.name
+                    ),
+                    (Some(app), Some(p)) => println!(
+                        "removed `{}` and deleted its data ({} key-value key(s))",
+                        app.name, p.keys
+                    ),
+                    (None, Some(p)) => println!(
+                        "`{name}` is not deployed; deleted its data ({} key-value key(s))",
+                        p.keys
+                    ),
+                    (None, None) => println!("`{name}` is not deployed"),
+                }
             }
             Some(AppsAction::Logs { .. }) => {
                 let reply: LogsReply = parse_reply(&body)?;

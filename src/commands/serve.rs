@@ -52,6 +52,12 @@ pub struct ServeCommand {
     /// through a name). Off by default: guests reach only public addresses.
     #[arg(long)]
     allow_private_outbound: bool,
+    /// CPU lanes for guests that run longer than a 2 ms slice: at most N such guests
+    /// run at once, shared fairly between apps, so a spinning app cannot starve the
+    /// others. Default: one fewer than the worker threads (at least 1), which keeps a
+    /// core for I/O and short requests.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    cpu_lanes: Option<u32>,
     /// Read the admin token from FILE instead of STATE_DIR/admin-token.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
@@ -212,6 +218,7 @@ impl ServeCommand {
         }
         config.secrets_file = self.secrets_file.clone();
         config.allow_private_outbound = self.allow_private_outbound;
+        config.cpu_lanes = self.cpu_lanes.map(|n| n as usize);
         let kv: Arc<dyn wharf_host_keyvalue::KvBackend> = if self.key_value == "embedded" {
             Arc::new(
                 wharf_host_keyvalue::SqliteKv::open(&state_dir.join("kv.db"))

@@ -381,6 +381,77 @@ fn kv_checks(s: &Server) {
     assert!(body.contains("limit"), "{body}");
 }
 
+/// `apps rm` keeps an app's key-value data (a later app of the same name sees it);
+/// `apps rm --purge` deletes it, in every store, and leaves other apps' data alone.
+/// Run after [`kv_checks`].
+fn purge_checks(s: &Server) {
+    let kva = || {
+        app_dir(
+            "kva",
+            "2",
+            &[("web", "/kva/...")],
+            "key_value_stores = [\"default\", \"carts\"]",
+        )
+    };
+    let o = s.wharf(&["apps", "rm", "kva"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("data is kept") && out.contains("--purge"),
+        "{out}"
+    );
+    deploy(s, kva().path());
+    assert_eq!(
+        s.get("/kva/kv?op=get&store=default&key=greeting").text(),
+        "hello",
+        "`rm` without --purge keeps the data"
+    );
+    assert_eq!(
+        get_text(s, "/kvb/kv?op=set&store=default&key=mine&value=b"),
+        "stored"
+    );
+    let o = s.wharf(&["apps", "rm", "kva", "--purge", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["removed"]["name"], "kva");
+    // `greeting` in `default`, `n` in `carts`.
+    assert_eq!(v["purged"]["keys"], 2, "{v}");
+    assert_eq!(
+        s.get("/kva/kv?op=get&store=default&key=greeting").status,
+        404
+    );
+    deploy(s, kva().path());
+    assert_eq!(
+        s.get("/kva/kv?op=get&store=default&key=greeting").text(),
+        "<none>",
+        "purged"
+    );
+    assert_eq!(s.get("/kva/kv?op=get&store=carts&key=n").text(), "<none>");
+    assert_eq!(
+        get_text(s, "/kvb/kv?op=get&store=default&key=mine"),
+        "b",
+        "another app's data is untouched"
+    );
+    // Purging a name that is not deployed works: the data of an app removed earlier.
+    assert_eq!(
+        get_text(s, "/kva/kv?op=set&store=default&key=again&value=1"),
+        "stored"
+    );
+    let o = s.wharf(&["apps", "rm", "kva"]);
+    assert!(o.status.success());
+    let o = s.wharf(&["apps", "rm", "kva", "--purge"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("not deployed") && out.contains("1 key-value key"),
+        "{out}"
+    );
+}
+
+fn get_text(s: &Server, path: &str) -> String {
+    s.get(path).text()
+}
+
 #[test]
 fn key_value_embedded_backend_grants_isolation_and_persistence() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -395,6 +466,7 @@ fn key_value_embedded_backend_grants_isolation_and_persistence() {
         "data survives a restart"
     );
     assert_eq!(s.get("/kva/kv?op=get&store=carts&key=n").text(), "2");
+    purge_checks(&s);
 }
 
 #[test]
@@ -415,6 +487,23 @@ fn key_value_redis_backend() {
         .path(),
     );
     assert_eq!(s2.get("/kva/kv?op=get&store=carts&key=n").text(), "2");
+    deploy(
+        &s2,
+        app_dir(
+            "kvb",
+            "1",
+            &[("web", "/kvb/...")],
+            "key_value_stores = [\"default\"]",
+        )
+        .path(),
+    );
+    purge_checks(&s2);
+    // The purge went to the shared Redis: the first server's app, which had stayed
+    // deployed there, sees nothing either; `kvb`'s data was never touched.
+    assert_eq!(
+        s.get("/kva/kv?op=get&store=default&key=greeting").text(),
+        "<none>"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! | `GET /v1/apps` | | [`AppList`] |
 //! | `POST /v1/apps`, `PUT /v1/apps/{name}` | a bundle (tar or tar.gz) | [`AppInfo`] (201 created, 200 replaced) |
 //! | `GET /v1/apps/{name}` | | [`AppInfo`] |
-//! | `DELETE /v1/apps/{name}` | | [`Removed`] |
+//! | `DELETE /v1/apps/{name}[?purge=true]` | | [`Removed`] |
 //! | `GET /v1/apps/{name}/exports` | | [`Exports`] |
 //! | `POST /v1/apps/{name}/invoke/{export}` | [`InvokeRequest`] | [`InvokeReply`] |
 //! | `GET /v1/apps/{name}/logs?tail=N` | | [`LogsReply`] |
@@ -27,11 +27,22 @@ pub struct AppList {
     pub apps: Vec<AppInfo>,
 }
 
-/// The reply of `DELETE /v1/apps/{name}`: the app as it was when removed.
+/// The reply of `DELETE /v1/apps/{name}[?purge=true]`: the app as it was when
+/// removed (`null` when purging the data of an app that is not deployed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removed {
     /// The removed app.
-    pub removed: AppInfo,
+    pub removed: Option<AppInfo>,
+    /// With `?purge=true`: what was deleted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged: Option<Purged>,
+}
+
+/// What `?purge=true` deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    /// Key-value keys deleted, over all the app's stores.
+    pub keys: u64,
 }
 
 /// The reply of `GET /v1/apps/{name}/exports`: the exports of the app's plugin

@@ -9,7 +9,7 @@
 //! | `POST /v1/apps` | deploy a new app from a bundle (tar or tar.gz); 409 if it exists |
 //! | `PUT /v1/apps/{name}` | deploy or replace app `name` |
 //! | `GET /v1/apps/{name}` | show one app |
-//! | `DELETE /v1/apps/{name}` | remove an app |
+//! | `DELETE /v1/apps/{name}[?purge=true]` | remove an app (and delete its key-value data and logs) |
 //! | `GET /v1/apps/{name}/logs?tail=N` | the app's captured guest output |
 //! | `GET /v1/apps/{name}/exports` | the exports of the app's plugin components, with WIT signatures |
 //! | `POST /v1/apps/{name}/invoke/{export}` | call a plugin export: JSON arguments in, JSON result out |
@@ -46,7 +46,8 @@ use wharf_http::server::{ConnLimits, Connections};
 use wharf_runtime::{DeployError, DeployMode, Runtime};
 
 use crate::api::{
-    AppList, ComponentExports, ErrorBody, Exports, InvokeReply, InvokeRequest, LogsReply, Removed,
+    AppList, ComponentExports, ErrorBody, Exports, InvokeReply, InvokeRequest, LogsReply, Purged,
+    Removed,
 };
 
 /// The admin bearer token.
@@ -256,10 +257,30 @@ impl Admin {
                     &format!("app `{name}` is not deployed"),
                 ),
             },
-            (&Method::DELETE, ["apps", name]) => match self.host.remove(name).await {
-                Ok(info) => json_response_sorted(StatusCode::OK, &Removed { removed: info }),
-                Err(e) => deploy_error(e),
-            },
+            (&Method::DELETE, ["apps", name]) => {
+                let purge = req
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|kv| kv == "purge=true" || kv == "purge"));
+                let reply = if purge {
+                    self.host
+                        .remove_and_purge(name)
+                        .await
+                        .map(|(removed, keys)| Removed {
+                            removed,
+                            purged: Some(Purged { keys }),
+                        })
+                } else {
+                    self.host.remove(name).await.map(|info| Removed {
+                        removed: Some(info),
+                        purged: None,
+                    })
+                };
+                match reply {
+                    Ok(r) => json_response_sorted(StatusCode::OK, &r),
+                    Err(e) => deploy_error(e),
+                }
+            }
             (&Method::GET, ["apps", name, "exports"]) => match self.host.app(name) {
                 None => error(
                     StatusCode::NOT_FOUND,

@@ -266,7 +266,7 @@ async fn deploy_list_replace_and_remove() {
     let r = s.admin(Method::DELETE, "/v1/apps/shop", Vec::new()).await;
     assert_eq!(r.status, StatusCode::OK);
     let removed: Removed = r.json();
-    assert_eq!(removed.removed, replaced);
+    assert_eq!(removed.removed, Some(replaced));
     let e = s
         .admin(Method::GET, "/v1/apps/shop", Vec::new())
         .await

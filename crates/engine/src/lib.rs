@@ -6,6 +6,8 @@
 //!   fuel, stack limit) built from [`EngineOptions`];
 //! - [`limits`]: per-store limits ([`Limits`]) and the [`TotalMemoryLimiter`] that caps
 //!   the *total* of all linear memories in a store and records the peak;
+//! - [`cpu`]: CPU lanes, the per-app fair share of the cores for guests that run past
+//!   their first slice;
 //! - [`artifact`]: ahead-of-time artifacts: the transparent on-disk cache keyed by
 //!   (input sha256, engine compatibility hash) and the signed `.cwasm` file format that
 //!   `wharf compile` writes, so that only artifacts Wharf wrote are ever deserialized;
@@ -25,6 +27,7 @@
 pub mod artifact;
 pub mod compile;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod exports;
 pub mod failure;

@@ -4,25 +4,55 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::{ResourceLimiter, Result, Store, Trap, UpdateDeadline};
 
-/// Epoch ticks (milliseconds) a guest runs between cooperative yields.
-pub const YIELD_TICKS: u64 = 5;
+use crate::cpu::{CpuHook, CpuShare, StoreCpu};
+
+/// Epoch ticks (milliseconds) a guest runs between cooperative yields: the longest a
+/// busy guest keeps a worker thread from other tasks.
+pub const YIELD_TICKS: u64 = 2;
 
 /// Makes a store's wasm yield to the async runtime every [`YIELD_TICKS`] (so one busy
 /// guest never starves other tasks on its thread) and trap with `Trap::Interrupt` once
 /// `deadline(data)` has passed. The one place every long-lived or per-request store
 /// (HTTP, WAGI, plugins) gets its wall-clock deadline from.
-pub fn yield_until<T: 'static>(
+///
+/// With a [`CpuShare`], a guest still running after its first slice runs wasm only
+/// while it holds a CPU lane of its app's share (see [`crate::cpu`]); the store then
+/// needs async calls (a call hook takes the lane back around host calls).
+pub fn yield_until<T: Send + 'static>(
     store: &mut Store<T>,
     deadline: impl Fn(&T) -> Option<Instant> + Send + Sync + 'static,
+    cpu: Option<CpuShare>,
 ) {
     store.set_epoch_deadline(YIELD_TICKS);
-    store.epoch_deadline_callback(move |ctx| match deadline(ctx.data()) {
-        Some(d) if Instant::now() >= d => Err(Trap::Interrupt.into()),
-        _ => Ok(UpdateDeadline::Yield(YIELD_TICKS)),
+    let deadline = Arc::new(deadline);
+    let cpu = cpu.map(StoreCpu::new);
+    if let Some(cpu) = &cpu {
+        let deadline = deadline.clone();
+        store.call_hook_async(CpuHook {
+            cpu: cpu.clone(),
+            deadline: Arc::new(move |d: &T| deadline(d)),
+        });
+    }
+    store.epoch_deadline_callback(move |ctx| {
+        let deadline = deadline(ctx.data());
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Trap::Interrupt.into());
+        }
+        // `tokio::task::yield_now` puts the task at the back of the queue, behind I/O;
+        // a plain `Yield` would wake it into the worker's LIFO slot, ahead of others.
+        let resume: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match &cpu {
+            None => Box::pin(tokio::task::yield_now()),
+            Some(cpu) => {
+                cpu.end_slice();
+                cpu.next_slice(deadline)
+            }
+        };
+        Ok(UpdateDeadline::YieldCustom(YIELD_TICKS, resume))
     });
 }
 
@@ -255,6 +285,10 @@ pub trait Limited: Send + 'static {
     fn deadline(&self) -> Option<Instant>;
     /// The memory cap, if any.
     fn memory_cap(&self) -> Option<u64>;
+    /// The app's share of the CPU lanes (`None`: not gated, e.g. `wharf run`).
+    fn cpu_share(&self) -> Option<CpuShare> {
+        None
+    }
 }
 
 /// A store for `data` with its limits wired, the one place that does it: the
@@ -275,7 +309,8 @@ pub fn new_store<T: Limited>(
             .unwrap_or(DEFAULT_HOSTCALL_FUEL)
             .min(DEFAULT_HOSTCALL_FUEL),
     );
-    yield_until(&mut store, |d: &T| d.deadline());
+    let cpu = store.data().cpu_share();
+    yield_until(&mut store, |d: &T| d.deadline(), cpu);
     if engine.fuel_enabled() {
         store.set_fuel(fuel.unwrap_or(u64::MAX))?;
     }

@@ -63,6 +63,9 @@ impl KvBackend for BrokenBackend {
     async fn usage(&self, _: &str) -> Result<crate::KvUsage, KvError> {
         broken()
     }
+    async fn purge(&self, _: &str) -> Result<u64, KvError> {
+        broken()
+    }
 }
 
 /// A guest's state: its ctx and resource table.

@@ -197,6 +197,9 @@ pub trait KvBackend: Send + Sync + 'static {
     async fn delete_many(&self, ns: &Namespace, keys: &[String]) -> Result<(), KvError>;
     /// What `app` holds in all its stores.
     async fn usage(&self, app: &str) -> Result<KvUsage, KvError>;
+    /// Deletes everything `app` holds, in all its stores, and its usage count; returns
+    /// how many keys were deleted. Used by `wharf apps rm --purge`.
+    async fn purge(&self, app: &str) -> Result<u64, KvError>;
 }
 
 /// Size limits the host layer enforces on guests' requests.

@@ -639,6 +639,56 @@ impl KvBackend for RedisKv {
             bytes: count(bytes),
         })
     }
+
+    async fn purge(&self, app: &str) -> Result<u64, KvError> {
+        // Every name of every store of the app starts with `wharf:{A:` (A encoded, so
+        // that another app's prefix can never match); `*`, `?`, `[` and `\\` are
+        // escaped for the glob.
+        let mut pattern = String::from("wharf:{");
+        let mut encoded = String::new();
+        encode_part(app, &mut encoded);
+        for c in encoded.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":*");
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut values: u64 = 0;
+        loop {
+            let (next, names): (u64, Vec<String>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err("SCAN", e))?;
+            if !names.is_empty() {
+                // A value's name is its index's name, `:` and the key; an index name
+                // has no `}:` (store names are encoded).
+                values += names.iter().filter(|n| n.contains("}:")).count() as u64;
+                cmd("UNLINK")
+                    .arg(&names)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| self.err("UNLINK", e))?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        cmd("DEL")
+            .arg(usage_name(app))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("DEL", e))?;
+        Ok(values)
+    }
 }
 
 #[cfg(test)]

@@ -486,4 +486,21 @@ impl KvBackend for SqliteKv {
         })
         .await
     }
+
+    async fn purge(&self, app: &str) -> Result<u64, KvError> {
+        let app = app.to_owned();
+        self.with_conn(move |inner, conn| {
+            let tx = conn
+                .transaction()
+                .map_err(|e| inner.err("purge: begin", e))?;
+            let keys = tx
+                .execute("DELETE FROM kv WHERE app = ?1", [&app])
+                .map_err(|e| inner.err("purge", e))?;
+            tx.execute("DELETE FROM kv_usage WHERE app = ?1", [&app])
+                .map_err(|e| inner.err("purge: usage", e))?;
+            tx.commit().map_err(|e| inner.err("purge: commit", e))?;
+            Ok(u64::try_from(keys).unwrap_or(u64::MAX))
+        })
+        .await
+    }
 }

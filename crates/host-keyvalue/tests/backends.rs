@@ -72,6 +72,36 @@ async fn conformance(kv: &dyn KvBackend) {
     batches(kv).await;
     isolation(kv).await;
     awkward_names(kv).await;
+    purging(kv).await;
+}
+
+/// `purge` deletes every key of every store of one app, and its usage; other apps,
+/// including one whose name starts with the purged one's, keep everything.
+async fn purging(kv: &dyn KvBackend) {
+    let gone = [ns("purge-me", "a"), ns("purge-me", "b:c")];
+    let kept = [
+        ns("purge-me-too", "a"),
+        ns("purge", "me:a"),
+        ns("other", "a"),
+    ];
+    for n in gone.iter().chain(kept.iter()) {
+        ok("set", kv.set(n, "k1", b"v", &Q).await);
+        ok("set", kv.set(n, "k2}", b"v", &Q).await);
+    }
+    assert_eq!(ok("usage", kv.usage("purge-me").await).keys, 4);
+    assert_eq!(ok("purge", kv.purge("purge-me").await), 4);
+    for n in &gone {
+        assert_eq!(list_all(kv, n, 10).await, Vec::<String>::new(), "{n:?}");
+        assert_eq!(ok("get", kv.get(n, "k1").await), None);
+    }
+    let usage = ok("usage", kv.usage("purge-me").await);
+    assert_eq!((usage.keys, usage.bytes), (0, 0));
+    for n in &kept {
+        assert_eq!(list_all(kv, n, 10).await, strings(&["k1", "k2}"]), "{n:?}");
+    }
+    assert_eq!(ok("usage", kv.usage("purge-me-too").await).keys, 2);
+    // Purging an app with no data deletes nothing.
+    assert_eq!(ok("purge", kv.purge("never-deployed").await), 0);
 }
 
 /// Each app's keys and bytes are counted over all its stores and capped.

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wharf_engine::cpu::CpuShare;
 use wharf_engine::wasmtime::component::{Linker, ResourceTable};
 use wharf_engine::wasmtime::{self, Store};
 use wharf_engine::wasmtime_wasi::p1::WasiP1Ctx;
@@ -199,6 +200,8 @@ pub struct Identity {
     pub component: Arc<str>,
     /// The app's log, which receives stdout, stderr and `wasi:logging`.
     pub logs: Arc<AppLogs>,
+    /// The app's share of the server's CPU lanes (`None`: not gated).
+    pub cpu: Option<CpuShare>,
 }
 
 impl Identity {
@@ -208,6 +211,7 @@ impl Identity {
             app: app.into(),
             component: component.into(),
             logs: Arc::new(AppLogs::default()),
+            cpu: None,
         }
     }
 }
@@ -254,6 +258,7 @@ pub struct HostState {
     pub limiter: TotalMemoryLimiter,
     /// When the current call must stop (`None`: no deadline).
     pub deadline: Option<Instant>,
+    cpu: Option<CpuShare>,
 }
 
 /// Per-store state of a core module (WASI preview 1).
@@ -263,6 +268,7 @@ pub struct ModuleState {
     pub limiter: TotalMemoryLimiter,
     /// When the current call must stop (`None`: no deadline).
     pub deadline: Option<Instant>,
+    cpu: Option<CpuShare>,
 }
 
 impl Limited for HostState {
@@ -275,6 +281,9 @@ impl Limited for HostState {
     fn memory_cap(&self) -> Option<u64> {
         self.limiter.cap()
     }
+    fn cpu_share(&self) -> Option<CpuShare> {
+        self.cpu.clone()
+    }
 }
 
 impl Limited for ModuleState {
@@ -286,6 +295,9 @@ impl Limited for ModuleState {
     }
     fn memory_cap(&self) -> Option<u64> {
         self.limiter.cap()
+    }
+    fn cpu_share(&self) -> Option<CpuShare> {
+        self.cpu.clone()
     }
 }
 
@@ -362,6 +374,7 @@ impl Services {
             logging: LoggingCtx::new(id.logs.clone(), id.app.clone(), id.component.clone()),
             limiter: TotalMemoryLimiter::new(spec.max_memory),
             deadline: None,
+            cpu: id.cpu.clone(),
         })
     }
 
@@ -378,6 +391,7 @@ impl Services {
             wasi: b.build_p1(),
             limiter: TotalMemoryLimiter::new(spec.max_memory),
             deadline: None,
+            cpu: id.cpu.clone(),
         })
     }
 }

@@ -211,13 +211,35 @@ pub(crate) async fn serve(
         matched,
         &host,
     );
+    // The body is host memory held for the module while it runs: it counts against
+    // the memory cap, and the module's memories get what is left.
+    let body_len = u64::try_from(body.len()).unwrap_or(u64::MAX);
+    let Some(module_memory) = comp.memory.checked_sub(body_len).filter(|m| *m > 0) else {
+        runtime
+            .metrics
+            .failures
+            .get_or_create(&wharf_runtime::metrics::AppKind {
+                app: label.app.clone(),
+                kind: "body-too-large".into(),
+            })
+            .inc();
+        return Ok(crate::server::error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            &format!(
+                "wharf: the request body ({body_len} bytes) does not fit in this module's \
+                 memory cap of {} bytes, which a WAGI body counts against",
+                comp.memory
+            ),
+        ));
+    };
     // Stdout is buffered whole, in host memory: bounded by the smaller of
-    // MAX_WAGI_OUTPUT and the component's own memory cap. One byte more is accepted, so
-    // that "wrote more than the limit" can be told from "wrote exactly the limit".
-    let limit = output_limit(comp.memory);
+    // MAX_WAGI_OUTPUT and the memory left. One byte more is accepted, so that "wrote
+    // more than the limit" can be told from "wrote exactly the limit".
+    let limit = output_limit(module_memory);
     let stdout = MemoryOutputPipe::new(limit + 1);
     let spec = StoreSpec {
-        max_memory: Some(comp.memory),
+        max_memory: Some(module_memory),
         args: vec![comp.source.clone()],
         extra_env: env,
         stdin: Some(body),

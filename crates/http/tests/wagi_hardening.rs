@@ -7,7 +7,8 @@
 //!   never shadows the route's `:id`;
 //! - a slow request body gets 408 within the component's timeout;
 //! - a module flooding stdout gets a `guest-error` answer at once, bounded by the
-//!   smaller of MAX_WAGI_OUTPUT and its memory cap.
+//!   smaller of MAX_WAGI_OUTPUT and its memory cap;
+//! - the request body counts against the module's memory cap (413 when it does not fit).
 
 use std::time::{Duration, Instant};
 
@@ -256,4 +257,42 @@ async fn a_module_flooding_stdout_gets_a_guest_error_quickly() {
     // And the module still answers afterwards.
     let r = get(&s, "/cgi/1/x?status=201", "").await;
     assert_eq!(r.status, 201, "{}", r.text());
+}
+
+async fn post(s: &Server, path: &str, body: &[u8]) -> Reply {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let mut replies = exchange(s, &raw).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    replies.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_body_counts_against_the_modules_memory_cap() {
+    let s = server().await;
+    // 1 MiB of an 8 MiB cap: the module runs and echoes it.
+    let small = vec![b'a'; 1 << 20];
+    let r = post(&s, "/cgi/1/x", &small).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(find(&r.body, &small).is_some(), "the body was not echoed");
+    // 9 MiB: under `max_body` (10 MiB) but over the memory cap it counts against, so
+    // the module never runs.
+    let big = vec![b'b'; 9 << 20];
+    let r = post(&s, "/cgi/1/x", &big).await;
+    assert_eq!(r.status, 413, "{}", r.head);
+    assert_eq!(r.header("x-wharf-error"), Some("body-too-large"));
+    assert!(
+        r.text().contains("memory cap of 8388608 bytes"),
+        "{}",
+        r.text()
+    );
+    let metrics = s.runtime.metrics.encode();
+    assert!(
+        metrics.contains("wharf_guest_failures_total{app=\"cgi\",kind=\"body-too-large\"} 1"),
+        "{metrics}"
+    );
 }

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use wharf_engine::WharfEngine;
 use wharf_engine::compile::Compiler;
+use wharf_engine::cpu::{CpuLanes, CpuShare};
 use wharf_engine::load::LoadOptions;
 use wharf_host::Services;
 use wharf_host_logging::AppLogs;
@@ -97,6 +98,10 @@ pub struct RuntimeConfig {
     /// Whether a manifest may grant outbound requests to private, loopback or
     /// link-local addresses (only ever as IP literals); off by default.
     pub allow_private_outbound: bool,
+    /// CPU lanes shared by guests that run past their first slice (`None`: one fewer
+    /// than the async runtime's worker threads, at least one). See
+    /// [`wharf_engine::cpu`].
+    pub cpu_lanes: Option<usize>,
 }
 
 impl RuntimeConfig {
@@ -116,6 +121,7 @@ impl RuntimeConfig {
             compiler: Compiler::InProcess,
             secrets_file: None,
             allow_private_outbound: false,
+            cpu_lanes: None,
         }
     }
 }
@@ -227,6 +233,8 @@ pub struct Runtime {
     live: RwLock<Arc<Apps>>,
     lock: Arc<tokio::sync::Mutex<()>>,
     logs: Mutex<HashMap<String, Arc<AppLogs>>>,
+    cpu: CpuLanes,
+    cpu_shares: Mutex<HashMap<String, CpuShare>>,
     triggers: RwLock<Vec<Arc<dyn Trigger>>>,
     config: RuntimeConfig,
     /// Process metrics.
@@ -265,6 +273,15 @@ impl Runtime {
             live: RwLock::new(Arc::new(Apps::default())),
             lock: Arc::new(tokio::sync::Mutex::new(())),
             logs: Mutex::new(HashMap::new()),
+            cpu: CpuLanes::new(config.cpu_lanes.unwrap_or_else(|| {
+                let workers = tokio::runtime::Handle::try_current()
+                    .map(|h| h.metrics().num_workers())
+                    .unwrap_or_else(|_| {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    });
+                wharf_engine::cpu::default_lanes(workers)
+            })),
+            cpu_shares: Mutex::new(HashMap::new()),
             triggers: RwLock::new(Vec::new()),
             config,
             metrics,
@@ -319,6 +336,32 @@ impl Runtime {
             .entry(app.to_string())
             .or_default()
             .clone()
+    }
+
+    /// An app's share of the CPU lanes, shared across its versions (so an update does
+    /// not double the app's share while the old version drains).
+    pub fn cpu_for(&self, app: &str) -> CpuShare {
+        let mut shares = self.cpu_shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = shares.get(app) {
+            return s.clone();
+        }
+        let counter = self
+            .metrics
+            .cpu_wait
+            .get_or_create(&metrics::AppLabel {
+                app: app.to_string(),
+            })
+            .clone();
+        let share = self.cpu.share(Arc::new(move |d: Duration| {
+            counter.inc_by(d.as_secs_f64());
+        }));
+        shares.insert(app.to_string(), share.clone());
+        share
+    }
+
+    /// The server's CPU lanes.
+    pub fn cpu_lanes(&self) -> &CpuLanes {
+        &self.cpu
     }
 
     /// Swaps the live set and tells every trigger. Callers hold the lock.
@@ -630,6 +673,51 @@ impl Runtime {
         tracing::info!(app = %name, "removed");
         self.collect_garbage();
         Ok(current.info())
+    }
+
+    /// Removes app `name` if it is deployed, then deletes what it leaves behind: its
+    /// key-value data in every store and its log buffer. Both happen under the deploy
+    /// lock, so a deploy of the same name runs wholly before or wholly after, never
+    /// seeing half the data. A name that is not deployed is purged all the same (the
+    /// data of an app removed earlier). Requests of the app still in flight when it is
+    /// removed may write after the purge.
+    pub async fn remove_and_purge(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<(Option<AppInfo>, u64), DeployError> {
+        let removed = {
+            let _guard = self.lock.lock().await;
+            let removed = match self.app(name) {
+                Some(current) => {
+                    self.registry.remove(name, Some(current.revision)).await?;
+                    self.install(|apps| apps.without(name));
+                    tracing::info!(app = %name, "removed");
+                    Some(current.info())
+                }
+                None => None,
+            };
+            let keys = match &self.services.kv {
+                Some(kv) => kv.purge(name).await.map_err(|e| {
+                    DeployError::Internal(anyhow::anyhow!(
+                        "purging the key-value data of app `{name}`{}: {e}",
+                        if removed.is_some() {
+                            " (the app itself was removed)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?,
+                None => 0,
+            };
+            self.logs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+            tracing::info!(app = %name, keys, "purged");
+            (removed, keys)
+        };
+        self.collect_garbage();
+        Ok(removed)
     }
 
     /// Deletes blobs that no app references any more, in the background. The grace

@@ -1,7 +1,7 @@
 //! Prometheus metrics for the server, in the text exposition format
 //! (`prometheus-client`): requests by app and status, latency and instantiation
 //! histograms, active instances, traps and limit hits by kind, deploys by result,
-//! refused requests by reason.
+//! refused requests by reason, time waited for a CPU lane.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -66,6 +66,8 @@ pub struct Metrics {
     pub refused: Family<Reason, Counter>,
     /// Apps deployed now.
     pub apps: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Seconds guests waited for a CPU lane, by app (see `wharf_engine::cpu`).
+    pub cpu_wait: Family<AppLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,7 @@ impl Metrics {
         let deploys = Family::<Reason, Counter>::default();
         let refused = Family::<Reason, Counter>::default();
         let apps = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let cpu_wait = Family::<AppLabel, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered by apps",
@@ -122,6 +125,11 @@ impl Metrics {
             refused.clone(),
         );
         registry.register("apps", "Apps deployed", apps.clone());
+        registry.register(
+            "cpu_wait_seconds",
+            "Time guests that ran past their first slice waited for a CPU lane",
+            cpu_wait.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -132,6 +140,7 @@ impl Metrics {
             deploys,
             refused,
             apps,
+            cpu_wait,
         }
     }
 

@@ -176,6 +176,7 @@ impl Runtime {
             app: manifest.app.name.as_str().into(),
             component: spec.id.as_str().into(),
             logs: self.logs_for(&manifest.app.name),
+            cpu: Some(self.cpu_for(&manifest.app.name)),
         };
         let limits = resolve_limits(&self.config, spec)?;
         let (memory, timeout, max_concurrency) =

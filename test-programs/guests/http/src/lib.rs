@@ -8,7 +8,9 @@
 //! - `membomb`: allocates until it fails;
 //! - `trap`: aborts;
 //! - `log`: writes one line to stdout and one to stderr, then answers 200;
-//! - `sleep`: sleeps `?ms=N` milliseconds (default 1000), then answers 200 "slept";
+//! - `sleep`: computes `?work=N` million loop iterations (default 0; about a
+//!   millisecond of CPU each), then sleeps `?ms=N` milliseconds (default 1000), then
+//!   answers 200 "slept";
 //! - `config?key=K`: the `wasi:config` value of K (404 when unset);
 //! - `logging`: one `wasi:logging` message at each of info and error;
 //! - `file?path=P`: the contents of file P (mounted read-only), 404 with the error;
@@ -110,6 +112,13 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
                     .find_map(|kv| kv.strip_prefix("ms="))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1000);
+                let work: u64 = param(query, "work")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let mut n: u64 = 0;
+                for _ in 0..work.saturating_mul(1_000_000) {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 respond(out, 200, &[], b"slept\n");
             }
