@@ -13,8 +13,14 @@ use std::path::{Path, PathBuf};
 
 use wharf_manifest::parse_manifest;
 
+/// Read when the test runs (cargo sets it for test binaries), not baked in when it is
+/// built: a binary built in another checkout of the repo (a shared target directory)
+/// must still find this checkout's files.
 fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.join("testdata")
 }
 
 fn files_with_extension(ext: &str) -> Vec<PathBuf> {
