@@ -41,6 +41,9 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", guests.join("calc").display());
     println!("cargo:rerun-if-changed={}", guests.join("http").display());
+    for dir in ["spin3", "http3", "cli3"] {
+        println!("cargo:rerun-if-changed={}", guests.join(dir).display());
+    }
     println!("cargo:rerun-if-changed={}", wat.display());
 
     let examples = root.parent().expect("repo root").join("examples");
@@ -199,6 +202,32 @@ fn main() {
         http.display().to_string()
     )
     .expect("write");
+    for (name, file, doc) in [
+        (
+            "SPIN3_COMPONENT",
+            "spin3.wasm",
+            "A WASI 0.3 HTTP component made with `spin-sdk` 7's `#[http_service]` (guests/spin3).",
+        ),
+        (
+            "HTTP3_COMPONENT",
+            "http3.wasm",
+            "A WASI 0.3 HTTP component written against the `wasip3` bindings (guests/http3).",
+        ),
+        (
+            "CLI3_COMMAND",
+            "cli3.wasm",
+            "A WASI 0.3 command exporting `wasi:cli/run@0.3.0` (guests/cli3).",
+        ),
+    ] {
+        let path = target_dir.join("wasm32-wasip2/release").join(file);
+        assert!(path.exists(), "{file} was not built");
+        writeln!(
+            code,
+            "/// {doc}\npub const {name}: &str = {:?};",
+            path.display().to_string()
+        )
+        .expect("write");
+    }
     for entry in std::fs::read_dir(&wat).expect("wat dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "wat") {

@@ -449,6 +449,10 @@ pub fn component_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<Ho
     let mut linker = Linker::new(engine);
     wharf_engine::wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // WASI 0.3 next to 0.2: the same WASI context (environment, files, stdout and
+    // stderr) and the same outbound hooks (allowlist, address vetting) serve both.
+    wharf_engine::wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     wharf_host_config::add_to_linker(&mut linker)?;
     wharf_host_keyvalue::add_to_linker(&mut linker, |h: &mut HostState| KvView {
         ctx: &mut h.kv,
@@ -468,7 +472,7 @@ pub fn module_linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmtime::Li
 }
 
 /// What WASI and capabilities the component linker provides, for error messages.
-pub const COMPONENT_IMPORTS: &str = "WASI 0.2 (wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets), wasi:http, wasi:config, wasi:keyvalue (0.2.0-draft) and wasi:logging";
+pub const COMPONENT_IMPORTS: &str = "WASI 0.2 and 0.3 (wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets, wasi:http; wasi:io in 0.2), wasi:config, wasi:keyvalue (0.2.0-draft) and wasi:logging";
 
 /// What the module linker provides, for error messages.
 pub const MODULE_IMPORTS: &str = "wasi_snapshot_preview1";

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_runtime::DeployError;
 use wharf_test_programs as guests;
 
 mod common;
-use common::Server;
+use common::{Server, request};
 
 async fn server() -> Server {
     Server::start().await
@@ -21,71 +20,6 @@ async fn server() -> Server {
 /// Deploys the test HTTP component as `name` with these `[[component]]` lines.
 async fn deploy(s: &Server, name: &str, component: &str) -> Result<(), DeployError> {
     s.deploy_http(name, component).await.map(|_| ())
-}
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-async fn request(s: &Server, method: &str, path: &str, body: &[u8]) -> Reply {
-    let mut c = tokio::net::TcpStream::connect(s.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    c.write_all(head.as_bytes()).await.expect("write");
-    c.write_all(body).await.expect("write body");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut out))
-        .await
-        .expect("reply within 30 s")
-        .expect("read");
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Reply {
-        status,
-        head: head.to_string(),
-        body: if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    }
-}
-
-/// Decodes a chunked body (sizes in hex, each chunk followed by CRLF).
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,14 +8,37 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wharf_host::{Grants, HostState, Identity, ModuleState};
 use wharf_host_logging::AppLogs;
 use wharf_manifest::Route;
 
+/// A `wasi:http` component, by the WASI version it targets, told from its exports
+/// (no manifest flag): both run one fresh store per request with the same grants,
+/// limits and deadlines.
+pub enum HttpPre {
+    /// WASI 0.2: exports `wasi:http/incoming-handler@0.2.x` (the `wasi:http/proxy`
+    /// world).
+    P2(ProxyPre<HostState>),
+    /// WASI 0.3: exports `wasi:http/handler@0.3.0` (the `wasi:http/service` world),
+    /// called with the component model's async ABI.
+    P3(ServicePre<HostState>),
+}
+
+impl HttpPre {
+    /// The WASI version the component targets: `0.2` or `0.3`.
+    pub fn wasi_version(&self) -> &'static str {
+        match self {
+            HttpPre::P2(_) => "0.2",
+            HttpPre::P3(_) => "0.3",
+        }
+    }
+}
+
 /// How a component is invoked, pre-linked once per version.
 pub enum Exec {
-    /// A `wasi:http/proxy` component.
-    Proxy(ProxyPre<HostState>),
+    /// A `wasi:http` component (WASI 0.2 or 0.3).
+    Proxy(HttpPre),
     /// A wasip1 command module, run CGI-style (WAGI).
     Wagi(wharf_engine::wasmtime::InstancePre<ModuleState>),
     /// A plugin: exports called with typed values, on pooled warm instances.

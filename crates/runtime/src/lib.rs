@@ -41,7 +41,7 @@ use wharf_host_logging::AppLogs;
 use wharf_manifest::{Manifest, parse_manifest};
 use wharf_registry::{AppRecord, ComponentBlob, NewApp, Registry, RegistryError};
 
-pub use app::{AppInfo, Apps, ComponentInfo, Exec, LoadedApp, LoadedComponent};
+pub use app::{AppInfo, Apps, ComponentInfo, Exec, HttpPre, LoadedApp, LoadedComponent};
 pub use bundle::{Bundle, BundleError};
 pub use metrics::Metrics;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wharf_engine::failure::{GuestFailure, link_failure};
 use wharf_engine::load::{Program, load_file};
 use wharf_engine::wasmtime;
@@ -15,7 +16,7 @@ use wharf_host::{
 };
 use wharf_manifest::{Executor, Manifest};
 
-use crate::app::{Exec, LoadedComponent};
+use crate::app::{Exec, HttpPre, LoadedComponent};
 use crate::bundle::Bundle;
 use crate::{DeployError, Runtime};
 
@@ -200,12 +201,19 @@ impl Runtime {
                     .component
                     .instantiate_pre(&c)
                     .map_err(|e| link_error(&what, &e, COMPONENT_IMPORTS))?;
-                Exec::Proxy(ProxyPre::new(pre).map_err(|_| {
-                    DeployError::Invalid(format!(
-                        "{what} does not export `wasi:http/incoming-handler`, so it is not an HTTP \
-                         component (a `wasi:http/proxy` world); `wharf run` runs command components"
-                    ))
-                })?)
+                // WASI 0.3 (`wasi:http/handler@0.3.0`) first, then 0.2
+                // (`wasi:http/incoming-handler@0.2.x`): told from the exports alone.
+                let http = match ServicePre::new(pre.clone()) {
+                    Ok(p3) => HttpPre::P3(p3),
+                    Err(_) => HttpPre::P2(ProxyPre::new(pre).map_err(|_| {
+                        DeployError::Invalid(format!(
+                            "{what} exports neither `wasi:http/incoming-handler` (WASI 0.2) nor \
+                             `wasi:http/handler` (WASI 0.3), so it is not an HTTP component; \
+                             `wharf run` runs command components"
+                        ))
+                    })?),
+                };
+                Exec::Proxy(http)
             }
             (Executor::WasiHttp, Program::Module(_)) => {
                 return Err(DeployError::Invalid(format!(
