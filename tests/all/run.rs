@@ -267,3 +267,22 @@ fn help_lists_exit_codes_and_flags() {
         assert!(out.contains(s), "help lacks `{s}`");
     }
 }
+
+#[test]
+fn a_wasi_03_command_runs() {
+    // `guests/cli3` exports `wasi:cli/run@0.3.0` and writes through a 0.3 stream.
+    let env = Env::isolated();
+    let o = env.wharf(&["run", guests::CLI3_COMMAND, "one", "two"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "hello from a WASI 0.3 command\narg: one\narg: two\n"
+    );
+    // `run` returning `err` is exit code 1, as for a 0.2 command.
+    let o = env.wharf(&["run", guests::CLI3_COMMAND, "fail"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    // Limits hold for 0.3 commands too.
+    let o = env.wharf(&["run", "--max-memory", "1MiB", guests::CLI3_COMMAND]);
+    assert_ne!(code(&o), 0, "ran under a 1 MiB cap: {}", stdout(&o));
+    assert!(stderr(&o).contains("memory"), "{}", stderr(&o));
+}

@@ -503,7 +503,11 @@ async fn run_component(
         Err(e) => return report(loaded, &timings, None, 0, Err(e)),
     };
     let mut linker = component::Linker::<P2Data>::new(engine.engine());
-    if let Err(e) = wasmtime_wasi::p2::add_to_linker_async(&mut linker) {
+    // WASI 0.2 and 0.3 side by side: a 0.3 command (or a component built by Rust's
+    // wasip2 target, whose standard library imports 0.2) finds both.
+    if let Err(e) = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
+    {
         return finish(loaded, &mut store, &timings, opts, Err(e), |d| &d.limiter);
     }
     let result: wasmtime::Result<RunOutput> = async {
@@ -511,6 +515,32 @@ async fn run_component(
             .instantiate_pre(component)
             .map_err(|e| Phase::Link.tag(e))?;
         match &opts.invoke {
+            // A WASI 0.3 command: `wasi:cli/run@0.3.0`, an async export, called in the
+            // store's event loop.
+            None if let Ok(cmd) = wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()) => {
+                let t = Instant::now();
+                let cmd = with_deadline(&opts.limits, cmd.instantiate_async(&mut store))
+                    .await
+                    .map_err(|e| Phase::Instantiate.tag(e))?;
+                timings.instantiate = t.elapsed();
+                let t = Instant::now();
+                let r = with_deadline(
+                    &opts.limits,
+                    store.run_concurrent(async |accessor| {
+                        cmd.wasi_cli_run().call_run(accessor).await
+                    }),
+                )
+                .await;
+                timings.run = t.elapsed();
+                match r.and_then(|inner| inner) {
+                    Ok(Ok(())) => Ok(RunOutput::Exit(0)),
+                    Ok(Err(())) => Ok(RunOutput::Exit(1)),
+                    Err(e) => match e.downcast_ref::<I32Exit>() {
+                        Some(exit) => Ok(RunOutput::Exit(exit.0)),
+                        None => Err(e),
+                    },
+                }
+            }
             None => {
                 let cmd = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|_| {
                     wasmtime::Error::from(WharfError::Usage(format!(
