@@ -1,17 +1,23 @@
 //! `wharf inspect`: what a module or component is, imports, exports, custom sections.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
 use wharf_engine::WharfEngine;
 use wharf_engine::config::EngineOptions;
-use wharf_engine::load::{InputKind, classify};
+use wharf_engine::load::{InputKind, LoadOptions, Program, classify, load_bytes};
 
+use super::CompileBounds;
 use crate::error::CliError;
 
 /// Describe a WebAssembly file: module or component, the world it looks like it targets,
 /// its imports and exports with their types, its size and custom sections (and whether
 /// it carries a signature section).
+///
+/// The file is parsed (when it is .wat text) and compiled to read its types, in a
+/// separate process bounded by --compile-timeout and --compile-max-memory, as `wharf
+/// run` and `wharf serve` do; nothing is cached.
 ///
 /// Example:
 ///   wharf inspect calc.wasm
@@ -21,6 +27,8 @@ pub struct InspectCommand {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    bounds: CompileBounds,
     /// The .wasm or .wat file.
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -40,15 +48,14 @@ impl InspectCommand {
                 format!("cannot read `{}`: {e}", self.file.display()),
             )
         })?;
+        let compiler = self
+            .bounds
+            .compiler()
+            .map_err(|e| CliError::new(EXIT_INTERNAL, format!("{e:#}")))?;
+        // Text is parsed, and the binary compiled below, under the compile bound: a
+        // file to inspect is as untrusted as one to run.
         let bytes = match classify(&raw) {
-            InputKind::Text => wat::parse_bytes(&raw)
-                .map(|b| b.into_owned())
-                .map_err(|e| {
-                    CliError::new(
-                        EXIT_NOT_WASM,
-                        format!("`{}` does not parse: {e}", self.file.display()),
-                    )
-                })?,
+            InputKind::Text => wharf_engine::compile::parse_text(&compiler, &raw, &self.file)?,
             InputKind::Module | InputKind::Component => raw.clone(),
             _ => {
                 return Err(CliError::new(
@@ -71,61 +78,58 @@ impl InspectCommand {
             .any(|(n, _)| n == "signature" || n.starts_with("signature"));
         let engine = WharfEngine::new(&EngineOptions::default())
             .map_err(|e| CliError::new(EXIT_INTERNAL, format!("{e:#}")))?;
+        let load = LoadOptions {
+            cache: None,
+            compiler,
+            key_path: None,
+            progress: false,
+        };
+        let loaded = load_bytes(&engine, &self.file, bytes, &load, Instant::now())?;
         let e = engine.engine();
-        let (kind, world, imports, exports) = if classify(&bytes) == InputKind::Component {
-            let c =
-                wharf_engine::wasmtime::component::Component::new(e, &bytes).map_err(|err| {
-                    CliError::new(
-                        EXIT_NOT_WASM,
-                        format!("`{}` is not a valid component: {err}", self.file.display()),
-                    )
-                })?;
-            let ty = c.component_type();
-            let imports: Vec<String> = ty
-                .imports(e)
-                .map(|(n, item)| describe(e, n, &item.ty))
-                .collect();
-            let exports: Vec<String> = ty
-                .exports(e)
-                .map(|(n, item)| describe(e, n, &item.ty))
-                .collect();
-            let names: Vec<&str> = ty.exports(e).map(|(n, _)| n).collect();
-            let world = if names
-                .iter()
-                .any(|n| n.starts_with("wasi:http/incoming-handler"))
-            {
-                "wasi:http/proxy (exports wasi:http/incoming-handler)"
-            } else if names.iter().any(|n| n.starts_with("wasi:cli/run")) {
-                "wasi:cli/command (exports wasi:cli/run)"
-            } else {
-                "a library/plugin world (call its exports with `wharf call`)"
-            };
-            ("component", world.to_string(), imports, exports)
-        } else {
-            let m = wharf_engine::wasmtime::Module::new(e, &bytes).map_err(|err| {
-                CliError::new(
-                    EXIT_NOT_WASM,
-                    format!("`{}` is not a valid module: {err}", self.file.display()),
-                )
-            })?;
-            let imports: Vec<String> = m
-                .imports()
-                .map(|i| format!("{}::{}: {}", i.module(), i.name(), extern_ty(&i.ty())))
-                .collect();
-            let exports: Vec<String> = m
-                .exports()
-                .map(|x| format!("{}: {}", x.name(), extern_ty(&x.ty())))
-                .collect();
-            let world = if m.get_export("_start").is_some()
-                && m.imports().any(|i| i.module() == "wasi_snapshot_preview1")
-            {
-                "wasip1 command (exports _start)"
-            } else if m.imports().any(|i| i.module() == "wasi_snapshot_preview1") {
-                "wasip1 reactor/library"
-            } else {
-                "plain core module"
-            };
-            ("module", world.to_string(), imports, exports)
+        let (kind, world, imports, exports) = match &loaded.program {
+            Program::Component(c) => {
+                let ty = c.component_type();
+                let imports: Vec<String> = ty
+                    .imports(e)
+                    .map(|(n, item)| describe(e, n, &item.ty))
+                    .collect();
+                let exports: Vec<String> = ty
+                    .exports(e)
+                    .map(|(n, item)| describe(e, n, &item.ty))
+                    .collect();
+                let names: Vec<&str> = ty.exports(e).map(|(n, _)| n).collect();
+                let world = if names
+                    .iter()
+                    .any(|n| n.starts_with("wasi:http/incoming-handler"))
+                {
+                    "wasi:http/proxy (exports wasi:http/incoming-handler)"
+                } else if names.iter().any(|n| n.starts_with("wasi:cli/run")) {
+                    "wasi:cli/command (exports wasi:cli/run)"
+                } else {
+                    "a library/plugin world (call its exports with `wharf call`)"
+                };
+                ("component", world.to_string(), imports, exports)
+            }
+            Program::Module(m) => {
+                let imports: Vec<String> = m
+                    .imports()
+                    .map(|i| format!("{}::{}: {}", i.module(), i.name(), extern_ty(&i.ty())))
+                    .collect();
+                let exports: Vec<String> = m
+                    .exports()
+                    .map(|x| format!("{}: {}", x.name(), extern_ty(&x.ty())))
+                    .collect();
+                let world = if m.get_export("_start").is_some()
+                    && m.imports().any(|i| i.module() == "wasi_snapshot_preview1")
+                {
+                    "wasip1 command (exports _start)"
+                } else if m.imports().any(|i| i.module() == "wasi_snapshot_preview1") {
+                    "wasip1 reactor/library"
+                } else {
+                    "plain core module"
+                };
+                ("module", world.to_string(), imports, exports)
+            }
         };
         if self.json {
             let v = serde_json::json!({

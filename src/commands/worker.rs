@@ -1,5 +1,6 @@
 //! The hidden `__compile-worker` subcommand: the child process in which untrusted Wasm
-//! is compiled under a memory and time bound (see `wharf_engine::compile`).
+//! is compiled, and untrusted WebAssembly text parsed, under a memory and time bound
+//! (see `wharf_engine::compile`).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use wharf_engine::compile::{WorkerArgs, worker_main};
 
 use crate::error::CliError;
 
-/// Internal: compile Wasm from stdin into an artifact file.
+/// Internal: compile Wasm from stdin into an artifact file (or, with `--kind wat`, turn
+/// WebAssembly text into Wasm).
 #[derive(Args)]
 pub struct WorkerCommand {
     #[arg(long)]
@@ -17,6 +19,9 @@ pub struct WorkerCommand {
     kind: String,
     #[arg(long)]
     max_memory: u64,
+    /// The input's name in error messages.
+    #[arg(long)]
+    source: Option<PathBuf>,
     #[arg(long)]
     output: PathBuf,
 }
@@ -30,6 +35,7 @@ impl WorkerCommand {
             engine_options: self.engine_options,
             kind: self.kind,
             max_memory: self.max_memory,
+            source: self.source,
             output: self.output,
         }) {
             0 => Ok(()),

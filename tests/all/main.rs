@@ -11,6 +11,7 @@ mod limits;
 mod plugins;
 mod run;
 mod serve;
+mod text_bound;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

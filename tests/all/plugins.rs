@@ -115,6 +115,60 @@ fn wharf_inspect_describes_components_and_modules() {
     assert_fails(&o, 127, &["cannot read"]);
 }
 
+#[test]
+fn wharf_inspect_parses_and_compiles_under_the_bound() {
+    let env = Env::shared();
+    // Text is described as before, and its syntax errors name the file and line.
+    let o = env.wharf(&["inspect", guests::WAT_ADD]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    for s in [
+        "kind:     module (",
+        "world:    plain core module",
+        "exports:  3\n  add: func(i32, i32) -> (i32)\n",
+        "signature: none",
+    ] {
+        assert!(out.contains(s), "lacks `{s}`:\n{out}");
+    }
+    let o = env.wharf(&["inspect", guests::WAT_BAD_SYNTAX]);
+    assert_fails(
+        &o,
+        126,
+        &["text format does not parse", "bad_syntax.wat:4:1"],
+    );
+
+    let d = tempfile::tempdir().expect("tempdir");
+    // Text whose parse needs more memory than the bound.
+    let nops = d.path().join("nops.wat");
+    crate::text_bound::nop_module(&nops, 4 << 20);
+    let o = env.wharf(&[
+        "inspect",
+        "--compile-max-memory",
+        "64MiB",
+        nops.to_str().expect("utf8"),
+    ]);
+    assert_fails(
+        &o,
+        131,
+        &[
+            "needed more than 64 MiB of memory to parse its text format",
+            "--compile-max-memory",
+        ],
+    );
+    // A binary whose compile takes longer than the bound.
+    let slow = d.path().join("slow.wasm");
+    crate::text_bound::slow_to_compile_binary(&slow);
+    let o = env.wharf(&[
+        "inspect",
+        "--json",
+        "--compile-timeout",
+        "50ms",
+        slow.to_str().expect("utf8"),
+    ]);
+    assert_fails(&o, 131, &["took longer than 50ms", "--compile-timeout"]);
+    assert_eq!(stdout(&o), "");
+}
+
 fn plugin_app() -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     std::fs::copy(guests::CALCULATOR_RS, d.path().join("calc_rs.wasm")).expect("copy");

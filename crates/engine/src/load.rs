@@ -1,6 +1,7 @@
 //! Turning a file into a loaded [`Program`]: recognise what the bytes are (Wasm binary
 //! module or component, `.wat` text, a Wharf `.cwasm`, a foreign precompiled artifact,
-//! or not WebAssembly at all), then compile (bounded) or map the cached artifact.
+//! or not WebAssembly at all), then compile (bounded) or map the cached artifact. Text
+//! is parsed under the same bound as a compile (see [`crate::compile::parse_text`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use wasmtime::component::Component;
 
 use crate::WharfEngine;
 use crate::artifact::{self, ArtifactCache, ArtifactKey, ArtifactKind};
-use crate::compile::{Compiler, compile_to_file};
+use crate::compile::{Compiler, compile_to_file, parse_text};
 use crate::error::WharfError;
 use crate::size::format_size;
 
@@ -211,7 +212,10 @@ pub fn load_bytes(
         InputKind::Module => (ArtifactKind::Module, bytes),
         InputKind::Component => (ArtifactKind::Component, bytes),
         InputKind::Text => {
-            let wasm = parse_wat(path, &bytes)?;
+            // Parsed under the compiler's bound (in its worker when it is a
+            // subprocess); the cache key is the sha256 of the binary it produces.
+            let wasm = parse_text(&opts.compiler, &bytes, path)?;
+            drop(bytes);
             match classify(&wasm) {
                 InputKind::Module => (ArtifactKind::Module, wasm),
                 InputKind::Component => (ArtifactKind::Component, wasm),
@@ -257,19 +261,6 @@ pub fn load_bytes(
         source_sha256: source,
         path: path.to_path_buf(),
     })
-}
-
-fn parse_wat(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, WharfError> {
-    wat::parse_bytes(bytes)
-        .map(|w| w.into_owned())
-        .map_err(|mut e| {
-            // Point the error at the file, so that it reads `path:line:col`.
-            e.set_path(path);
-            WharfError::InvalidWasm {
-                path: path.to_path_buf(),
-                reason: format!("the text format does not parse: {e}"),
-            }
-        })
 }
 
 fn describe_prefix(bytes: &[u8]) -> String {
@@ -445,7 +436,7 @@ pub fn compile_cwasm(
         InputKind::Module => (ArtifactKind::Module, bytes),
         InputKind::Component => (ArtifactKind::Component, bytes),
         InputKind::Text => {
-            let wasm = parse_wat(wasm_path, &bytes)?;
+            let wasm = parse_text(compiler, &bytes, wasm_path)?;
             let kind = match classify(&wasm) {
                 InputKind::Component => ArtifactKind::Component,
                 _ => ArtifactKind::Module,
