@@ -86,6 +86,8 @@ impl InspectCommand {
         };
         let loaded = load_bytes(&engine, &self.file, bytes, &load, Instant::now())?;
         let e = engine.engine();
+        // The WASI versions named by the component's `wasi:` imports and exports.
+        let mut wasi = std::collections::BTreeSet::new();
         let (kind, world, imports, exports) = match &loaded.program {
             Program::Component(c) => {
                 let ty = c.component_type();
@@ -98,17 +100,29 @@ impl InspectCommand {
                     .map(|(n, item)| describe(e, n, &item.ty))
                     .collect();
                 let names: Vec<&str> = ty.exports(e).map(|(n, _)| n).collect();
-                let world = if names
-                    .iter()
-                    .any(|n| n.starts_with("wasi:http/incoming-handler"))
-                {
-                    "wasi:http/proxy (exports wasi:http/incoming-handler)"
-                } else if names.iter().any(|n| n.starts_with("wasi:cli/run")) {
-                    "wasi:cli/command (exports wasi:cli/run)"
-                } else {
-                    "a library/plugin world (call its exports with `wharf call`)"
+                let import_names: Vec<&str> = ty.imports(e).map(|(n, _)| n).collect();
+                let export_version = |prefix: &str| {
+                    names
+                        .iter()
+                        .find(|n| n.starts_with(prefix))
+                        .map(|n| wasi_version(n))
                 };
-                ("component", world.to_string(), imports, exports)
+                let world = if let Some(v) = export_version("wasi:http/handler@") {
+                    format!("wasi:http/service (exports wasi:http/handler) — WASI {v}")
+                } else if let Some(v) = export_version("wasi:http/incoming-handler") {
+                    format!("wasi:http/proxy (exports wasi:http/incoming-handler) — WASI {v}")
+                } else if let Some(v) = export_version("wasi:cli/run") {
+                    format!("wasi:cli/command (exports wasi:cli/run) — WASI {v}")
+                } else {
+                    "a library/plugin world (call its exports with `wharf call`)".to_string()
+                };
+                wasi = import_names
+                    .iter()
+                    .chain(names.iter())
+                    .filter(|n| n.starts_with("wasi:"))
+                    .map(|n| wasi_version(n))
+                    .collect();
+                ("component", world, imports, exports)
             }
             Program::Module(m) => {
                 let imports: Vec<String> = m
@@ -119,6 +133,9 @@ impl InspectCommand {
                     .exports()
                     .map(|x| format!("{}: {}", x.name(), extern_ty(&x.ty())))
                     .collect();
+                if m.imports().any(|i| i.module() == "wasi_snapshot_preview1") {
+                    wasi.insert("preview1".to_string());
+                }
                 let world = if m.get_export("_start").is_some()
                     && m.imports().any(|i| i.module() == "wasi_snapshot_preview1")
                 {
@@ -136,6 +153,7 @@ impl InspectCommand {
                 "file": self.file,
                 "kind": kind,
                 "world": world,
+                "wasi": wasi,
                 "size": raw.len(),
                 "imports": imports,
                 "exports": exports,
@@ -151,6 +169,12 @@ impl InspectCommand {
             wharf_engine::size::format_size(raw.len() as u64)
         );
         println!("world:    {world}");
+        if !wasi.is_empty() {
+            println!(
+                "wasi:     {}",
+                wasi.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
         println!("imports:  {}", imports.len());
         for i in &imports {
             println!("  {i}");
@@ -217,4 +241,11 @@ fn extern_ty(t: &wharf_engine::wasmtime::ExternType) -> String {
         ExternType::Global(_) => "global".into(),
         _ => "other".into(),
     }
+}
+
+/// The WASI version in an interface name (`wasi:http/handler@0.3.0` → `0.3.0`),
+/// `unversioned` when it has none.
+fn wasi_version(name: &str) -> String {
+    name.rsplit_once('@')
+        .map_or_else(|| "unversioned".to_string(), |(_, v)| v.to_string())
 }

@@ -83,6 +83,32 @@ fn wharf_inspect_describes_components_and_modules() {
     ] {
         assert!(out.contains(s), "lacks `{s}`:\n{out}");
     }
+    // Which WASI version a component targets: its world's export says it, and the
+    // versions it names are listed.
+    for (file, world, version) in [
+        (guests::HTTP_COMPONENT, "wasi:http/proxy", "WASI 0.2."),
+        (guests::SPIN3_COMPONENT, "wasi:http/service", "WASI 0.3.0"),
+        (guests::HTTP3_COMPONENT, "wasi:http/service", "WASI 0.3.0"),
+        (guests::CLI3_COMMAND, "wasi:cli/command", "WASI 0.3.0"),
+        (guests::P2_HELLO, "wasi:cli/command", "WASI 0.2."),
+    ] {
+        let o = env.wharf(&["inspect", "--json", file]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
+        let w = v["world"].as_str().expect("world");
+        assert!(w.starts_with(world) && w.contains(version), "{file}: {w}");
+        let versions = v["wasi"].as_array().expect("wasi");
+        let v3 = versions.iter().any(|x| x == "0.3.0");
+        assert_eq!(v3, version == "WASI 0.3.0", "{file}: {versions:?}");
+    }
+    let o = env.wharf(&["inspect", guests::SPIN3_COMPONENT]);
+    // Rust's standard library imports WASI 0.2 next to the SDK's 0.3.
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("wasi:     "))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(line.contains("0.2.") && line.contains("0.3.0"), "{line}");
     let o = env.wharf(&["inspect", "--json", guests::HTTP_COMPONENT]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("json");
     assert_eq!(v["kind"], "component");
