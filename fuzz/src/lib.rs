@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 
 use wharf_runtime::{Bundle, BundleError};
 
+mod host_strings;
+mod json_wit;
+
+pub use host_strings::{host_strings, host_strings_seeds};
+pub use json_wit::{
+    JSON_WIT_WAT, JsonWitFixture, conforms, deep_json, json_wit, json_wit_fixture, json_wit_seeds,
+    json_wit_value,
+};
+
 /// The bundle bound the target reads with: small, so that the bounds are reached.
 pub const FUZZ_MAX_BUNDLE: u64 = 1 << 20;
 
@@ -158,7 +167,8 @@ impl Rng {
     }
 }
 
-/// Values that hit edges: tar sizes in octal, lengths, magic bytes.
+/// Values that hit edges: tar sizes in octal, lengths, magic bytes, JSON keys and
+/// numbers, CGI separators, multi-byte and invalid UTF-8.
 const INTERESTING: &[&[u8]] = &[
     b"77777777777",
     b"00000001000",
@@ -179,6 +189,29 @@ const INTERESTING: &[&[u8]] = &[
     b"\\u0000",
     b"...",
     b":",
+    // JSON and the JSON <-> WIT mapping.
+    b"null",
+    b"{\"some\":",
+    b"{\"tag\":\"",
+    b"\"value\":",
+    b"{\"ok\":null}",
+    b"\"NaN\"",
+    b"-1",
+    b"256",
+    b"18446744073709551616",
+    b"9007199254740993.0",
+    b"1e999",
+    b"[[[[",
+    // CGI output and headers, log lines.
+    b"\r\n\r\n",
+    b"\n\n",
+    b"Status: ",
+    b"Location: ",
+    b"\x1b[",
+    b"\xc3\xa9",
+    b"\xe2\x82\xac",
+    b"\xf0\x9f\xa6\x80",
+    b"\xff",
 ];
 
 /// One mutation of `input` (bit flips, byte sets, inserts, deletes, interesting
