@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # HTTP load benchmark: the same hello component served by `wharf serve` and by
-# `wasmtime serve -S cli` (fresh instance per request in both), and a native hyper hello
-# server as the ceiling, loaded with wrk in one run, at concurrency 16 and 64. Prints a
-# markdown table (requests/s, p50, p99) and the Wharf / wasmtime ratio.
+# `wasmtime serve -S cli` (fresh instance per request in both), for a WASI 0.2 hello
+# (examples/http-hello) and a WASI 0.3 one (test-programs/guests/http3), and a native
+# hyper hello server as the ceiling, loaded with wrk in one run, at concurrency 16 and
+# 64. Prints a markdown table (requests/s, p50, p99) and the Wharf / wasmtime ratios.
+# Fails if any answer is not 2xx or any socket error occurs.
 #
 # Usage: benches/http/run.sh [DURATION_SECONDS]     (default 10)
 # Needs: wrk (Debian), a release build (cargo build --release -p wharf -p hyper-hello),
@@ -17,6 +19,8 @@ WASMTIME="${WASMTIME:-$(command -v wasmtime || true)}"
 cargo build --release -q -p wharf -p hyper-hello
 cargo build --release -q --target wasm32-wasip2 --manifest-path examples/http-hello/Cargo.toml --target-dir "$T/examples"
 COMPONENT="$T/examples/wasm32-wasip2/release/http_hello.wasm"
+cargo build --release -q --target wasm32-wasip2 --manifest-path test-programs/guests/Cargo.toml -p http3 --target-dir "$T/bench-guests"
+COMPONENT3="$T/bench-guests/wasm32-wasip2/release/http3.wasm"
 
 # Backtrace capture on every internal error costs both servers alike; production
 # servers run without it.
@@ -42,22 +46,46 @@ id = "hello"
 source = "hello.wasm"
 route = "/..."
 TOML
+# The WASI 0.3 hello at /p3/... (it answers on the last path segment `hello`).
+mkdir -p "$work/app3"
+cp "$COMPONENT3" "$work/app3/hello.wasm"
+cat > "$work/app3/wharf.toml" <<TOML
+[app]
+name = "bench3"
+version = "1"
+[[component]]
+id = "hello"
+source = "hello.wasm"
+route = "/p3/..."
+TOML
 "$T/release/wharf" serve --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 --state-dir "$work/state" >"$work/wharf.log" 2>&1 &
 pids+=($!)
 wait_port 19090
-"$T/release/wharf" deploy "$work/app" --server http://127.0.0.1:19090 --token-file "$work/state/admin-token" >/dev/null 2>&1
+for a in app app3; do
+    "$T/release/wharf" deploy "$work/$a" --server http://127.0.0.1:19090 --token-file "$work/state/admin-token" >/dev/null 2>&1
+done
 
 if [ -n "$WASMTIME" ]; then
     "$WASMTIME" serve -S cli --addr 127.0.0.1:18081 "$COMPONENT" >"$work/wasmtime.log" 2>&1 &
     pids+=($!)
     wait_port 18081
+    # WASI 0.3: wasmtime serve 48 tells the world apart itself, as Wharf does; -S p3
+    # links the 0.3 interfaces.
+    "$WASMTIME" serve -S cli -S p3 --addr 127.0.0.1:18083 "$COMPONENT3" >"$work/wasmtime3.log" 2>&1 &
+    pids+=($!)
+    wait_port 18083
 fi
 "$T/release/hyper-hello" 127.0.0.1:18082 >/dev/null 2>&1 &
 pids+=($!)
 wait_port 18082
 
 # Warm up each server, then measure.
-run_wrk() { wrk -t2 -c"$2" -d"$DUR"s --latency "$1" 2>&1; }
+run_wrk() { # fails on any non-2xx answer or socket error
+    local out
+    out=$(wrk -t2 -c"$2" -d"$DUR"s --latency "$1" 2>&1)
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then echo "errors from $1:" >&2; echo "$out" >&2; return 1; fi
+    echo "$out"
+}
 parse() { # rps p50 p99 from wrk output
     awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {printf "%s %s %s\n", rps, p50, p99}'
 }
@@ -65,14 +93,17 @@ declare -A RPS
 echo "| server | concurrency | requests/s | p50 | p99 |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 for c in 16 64; do
-    for name in wharf wasmtime native; do
+    for name in wharf wasmtime wharf-p3 wasmtime-p3 native; do
         case $name in
             wharf) url=http://127.0.0.1:18080/hello ;;
             wasmtime) [ -n "$WASMTIME" ] || continue; url=http://127.0.0.1:18081/hello ;;
+            wharf-p3) url=http://127.0.0.1:18080/p3/hello ;;
+            wasmtime-p3) [ -n "$WASMTIME" ] || continue; url=http://127.0.0.1:18083/hello ;;
             native) url=http://127.0.0.1:18082/hello ;;
         esac
         wrk -t2 -c"$c" -d1s "$url" >/dev/null 2>&1 || true
-        read -r rps p50 p99 < <(run_wrk "$url" "$c" | parse)
+        out=$(run_wrk "$url" "$c")
+        read -r rps p50 p99 < <(parse <<<"$out")
         RPS[$name-$c]=$rps
         echo "| $name | $c | $rps | $p50 | $p99 |"
     done
@@ -81,6 +112,7 @@ echo
 for c in 16 64; do
     if [ -n "${RPS[wasmtime-$c]:-}" ]; then
         awk -v w="${RPS[wharf-$c]}" -v m="${RPS[wasmtime-$c]}" -v n="${RPS[native-$c]}" -v c="$c" \
-            'BEGIN { printf "concurrency %s: wharf / wasmtime serve = %.2f, wharf / native hyper = %.2f\n", c, w/m, w/n }'
+            -v w3="${RPS[wharf-p3-$c]}" -v m3="${RPS[wasmtime-p3-$c]}" \
+            'BEGIN { printf "concurrency %s: wharf / wasmtime serve = %.2f (WASI 0.2), %.2f (WASI 0.3); wharf / native hyper = %.2f\n", c, w/m, w3/m3, w/n }'
     fi
 done

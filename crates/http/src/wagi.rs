@@ -120,15 +120,17 @@ pub fn cgi_env(
         ("HTTP_WHARF_PATH_INFO".into(), path_info.to_string()),
     ];
     for (k, v) in &route.params {
-        env.push((
-            format!(
-                "HTTP_WHARF_PARAM_{}",
-                k.to_ascii_uppercase().replace('-', "_")
-            ),
-            v.clone(),
-        ));
+        let key = format!(
+            "HTTP_WHARF_PARAM_{}",
+            k.to_ascii_uppercase().replace('-', "_")
+        );
+        // Names that differ only in case (`/:Id/:id`) map to one variable: the first
+        // parameter keeps it, so the module never sees a variable twice.
+        if !env.iter().any(|(n, _)| *n == key) {
+            env.push((key, v.clone()));
+        }
     }
-    let (server_name, server_port) = server_addr.rsplit_once(':').unwrap_or((server_addr, "80"));
+    let (server_name, server_port) = split_host_port(server_addr);
     env.push(("SERVER_NAME".into(), server_name.to_string()));
     env.push(("SERVER_PORT".into(), server_port.to_string()));
     if let Some(ct) = parts
@@ -380,9 +382,58 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Splits a `Host` value into name and port (`80` when it has none), IPv6 literals
+/// (`[::1]:8080`, `[::1]`) included.
+fn split_host_port(addr: &str) -> (&str, &str) {
+    if addr.starts_with('[') {
+        return match addr.find(']') {
+            Some(end) => {
+                let (host, rest) = addr.split_at(end + 1);
+                let port = rest.strip_prefix(':').filter(|p| !p.is_empty());
+                (host, port.unwrap_or("80"))
+            }
+            None => (addr, "80"),
+        };
+    }
+    addr.rsplit_once(':').unwrap_or((addr, "80"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_values_split_into_name_and_port() {
+        assert_eq!(split_host_port("h:8080"), ("h", "8080"));
+        assert_eq!(split_host_port("h"), ("h", "80"));
+        assert_eq!(split_host_port("[::1]:8080"), ("[::1]", "8080"));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", "80"));
+        assert_eq!(split_host_port("[::1"), ("[::1", "80"));
+    }
+
+    #[test]
+    fn route_params_differing_in_case_set_one_variable() {
+        let (parts, ()) = http::Request::builder()
+            .uri("/c/1/2")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let route = wharf_manifest::RouteMatch {
+            params: vec![("Id".into(), "1".into()), ("id".into(), "2".into())],
+            matched: "/c/1/2".into(),
+            rest: String::new(),
+        };
+        let env = cgi_env(&parts, 0, "/c/:Id/:id", &route, "[::1]");
+        let ids: Vec<&str> = env
+            .iter()
+            .filter(|(n, _)| n == "HTTP_WHARF_PARAM_ID")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(ids, ["1"]);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("SERVER_NAME"), Some("[::1]"));
+        assert_eq!(get("SERVER_PORT"), Some("80"));
+    }
 
     #[test]
     fn parses_cgi_output() {
