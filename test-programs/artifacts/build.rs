@@ -41,7 +41,7 @@ fn main() {
     );
     println!("cargo:rerun-if-changed={}", guests.join("calc").display());
     println!("cargo:rerun-if-changed={}", guests.join("http").display());
-    for dir in ["spin3", "http3", "cli3"] {
+    for dir in ["spin3", "http3", "cli3", "plugin3"] {
         println!("cargo:rerun-if-changed={}", guests.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", wat.display());
@@ -217,6 +217,11 @@ fn main() {
             "CLI3_COMMAND",
             "cli3.wasm",
             "A WASI 0.3 command exporting `wasi:cli/run@0.3.0` (guests/cli3).",
+        ),
+        (
+            "PLUGIN3_COMPONENT",
+            "plugin3.wasm",
+            "A plugin component whose exports are async-lifted (guests/plugin3).",
         ),
     ] {
         let path = target_dir.join("wasm32-wasip2/release").join(file);

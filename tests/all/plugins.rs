@@ -344,3 +344,91 @@ fn wharf_call_on_a_core_module() {
     let o = env.wharf(&["call", "--json", guests::WAT_ADD, "half", "3.0"]);
     assert_eq!(stdout(&o).trim(), "1.5", "{}", stderr(&o));
 }
+
+/// Exports lifted async (component-model async, as WASI 0.3 toolchains build them) are
+/// called by `wharf call` and the invoke endpoint in the store's event loop, under the
+/// same deadline and memory cap as sync ones, and the listing marks them `async`.
+#[test]
+fn async_exports_through_call_inspect_and_invoke() {
+    let env = Env::shared();
+    let plugin = guests::PLUGIN3_COMPONENT;
+    let o = env.wharf(&["inspect", plugin]);
+    assert!(
+        stdout(&o).contains("func async greet(name: string) -> string"),
+        "{}",
+        stdout(&o)
+    );
+    // A WASI 0.3 import is async too.
+    assert!(stdout(&o).contains("async wait-for(how-long: u64)"));
+
+    let o = env.wharf(&["call", plugin, "greet", "\"Ada\""]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "\"Hello, Ada!\"\n"),
+        "{}",
+        stderr(&o)
+    );
+    // The guest waits on the 0.3 clock (a host future) before it answers.
+    let o = env.wharf(&["call", "--json", plugin, "add-after", "30", "40", "2"]);
+    assert_eq!((code(&o), stdout(&o).trim()), (0, "42"), "{}", stderr(&o));
+    // A busy loop, and a wait on a host timer, are both stopped by the deadline.
+    let o = env.wharf(&["call", "--timeout", "300ms", plugin, "spin"]);
+    assert_fails(&o, 124, &["300ms deadline"]);
+    let o = env.wharf(&["call", "--timeout", "300ms", plugin, "nap", "60000"]);
+    assert_fails(&o, 124, &["300ms deadline"]);
+    // The memory cap holds inside an async export: growth past 4 MiB fails in the
+    // guest (which counts what it got) instead of growing.
+    let o = env.wharf(&["call", "--max-memory", "4MiB", plugin, "grow", "1000"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let pages: u32 = stdout(&o).trim().parse().expect("a page count");
+    assert!(pages < 64, "grew {pages} pages under a 4 MiB cap");
+    let o = env.wharf(&["call", plugin, "grow", "100"]);
+    assert_eq!(stdout(&o).trim(), "100", "{}", stderr(&o));
+
+    // The invoke endpoint, with the component's own deadline.
+    let s = Server::start(&[]);
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(plugin, d.path().join("p3.wasm")).expect("copy");
+    std::fs::write(
+        d.path().join("wharf.toml"),
+        "[app]\nname = \"p3\"\nversion = \"1\"\n\n[[component]]\nid = \"p\"\nsource = \"p3.wasm\"\nexecutor = { type = \"plugin\" }\n\n[component.limits]\ntimeout = \"400ms\"\nmemory = \"4MiB\"\n",
+    )
+    .expect("write");
+    deploy(&s, d.path());
+    let v = s.admin("GET", "/v1/apps/p3/exports", b"").json();
+    assert!(
+        v["components"][0]["exports"]
+            .as_array()
+            .expect("exports")
+            .iter()
+            .any(|e| e == "async greet(name: string) -> string"),
+        "{v}"
+    );
+    let invoke = |export: &str, body: &str| {
+        s.admin(
+            "POST",
+            &format!("/v1/apps/p3/invoke/{export}"),
+            body.as_bytes(),
+        )
+    };
+    let r = invoke("greet", r#"["Grace"]"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"], "Hello, Grace!");
+    let r = invoke("add-after", r#"{"args": {"ms": 20, "a": 1, "b": 2}}"#);
+    assert_eq!(r.json()["result"], 3, "{}", r.text());
+    for (export, body) in [("spin", "[]"), ("nap", "[60000]")] {
+        let r = invoke(export, body);
+        assert_eq!(r.status, 503, "{export}: {}", r.text());
+        assert_eq!(r.json()["error"]["kind"], "timeout", "{export}");
+    }
+    let r = invoke("grow", "[1000]");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["result"].as_u64().is_some_and(|p| p < 64),
+        "{}",
+        r.text()
+    );
+    // The plugin still answers after its failures.
+    let r = invoke("greet", r#"["again"]"#);
+    assert_eq!(r.json()["result"], "Hello, again!", "{}", r.text());
+}

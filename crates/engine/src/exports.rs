@@ -15,7 +15,11 @@ pub struct ExportFunc {
     pub params: Vec<(String, Type)>,
     /// Result types (zero or one in the component model today).
     pub results: Vec<Type>,
-    /// WIT-like signature, e.g. `add(a: s32, b: s32) -> s32`.
+    /// Lifted async (component-model async, as WASI 0.3 toolchains build exports):
+    /// callers run it in the store's event loop, which `Func::call_async` does.
+    pub is_async: bool,
+    /// WIT-like signature, e.g. `add(a: s32, b: s32) -> s32`, or
+    /// `async greet(name: string) -> string` for an async export.
     pub signature: String,
 }
 
@@ -36,17 +40,23 @@ impl ExportFunc {
             name,
             params,
             results,
+            is_async: false,
             signature,
         }
     }
 
     /// The export `name` of function type `f`.
     pub fn from_func(name: String, f: &ComponentFunc) -> ExportFunc {
-        ExportFunc::new(
+        let mut export = ExportFunc::new(
             name,
             f.params().map(|(n, t)| (n.to_string(), t)).collect(),
             f.results().collect(),
-        )
+        );
+        if f.async_() {
+            export.is_async = true;
+            export.signature = format!("async {}", export.signature);
+        }
+        export
     }
 }
 

@@ -209,22 +209,7 @@ impl Plugin {
             if e.name() == "_initialize" || e.name() == "_start" {
                 continue;
             }
-            let p: Vec<String> = params
-                .iter()
-                .map(|(n, t)| format!("{n}: {}", json::wit_type_name(t)))
-                .collect();
-            let r: Vec<String> = results.iter().map(json::wit_type_name).collect();
-            let signature = match r.len() {
-                0 => format!("{}({})", e.name(), p.join(", ")),
-                1 => format!("{}({}) -> {}", e.name(), p.join(", "), r[0]),
-                _ => format!("{}({}) -> ({})", e.name(), p.join(", "), r.join(", ")),
-            };
-            exports.push(ExportInfo {
-                name: e.name().to_string(),
-                params,
-                results,
-                signature,
-            });
+            exports.push(ExportInfo::new(e.name().to_string(), params, results));
         }
         Ok(Plugin {
             engine: engine.clone(),
